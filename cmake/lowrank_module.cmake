@@ -1,0 +1,12 @@
+# One OBJECT library per folder; all of them are packed into the single `lowrank` library.
+set(LOWRANK_MODULES "" CACHE INTERNAL "")
+function(lowrank_module name)
+  cmake_parse_arguments(ARG "" "" "SOURCES" ${ARGN})
+  add_library(${name} OBJECT ${ARG_SOURCES})
+  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${name} PUBLIC lowrank_flags ${LOWRANK_DEPS})
+  if(LOWRANK_WITH_CUDA)
+    target_compile_definitions(${name} PUBLIC LOWRANK_WITH_CUDA=1)
+  endif()
+  set(LOWRANK_MODULES ${LOWRANK_MODULES} ${name} CACHE INTERNAL "")
+endfunction()

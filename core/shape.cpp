@@ -1,0 +1,45 @@
+// Shape arithmetic shared by the ops.
+#include "core/shape.h"
+
+#include "core/error.h"
+
+namespace lowrank {
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+Strides contiguous_strides(const Shape& s) {
+  Strides st(s.size());
+  int64_t acc = 1;
+  for (size_t i = s.size(); i-- > 0;) {
+    st[i] = acc;
+    acc *= s[i];
+  }
+  return st;
+}
+
+std::string shape_str(const Shape& s) { return detail::format("{}", s); }
+
+int normalize_axis(int64_t axis, int64_t ndim, const char* op) {
+  LR_CHECK(axis >= -ndim && axis < ndim, "{}: axis {} is out of range for a tensor of rank {}", op, axis,
+           ndim);
+  return static_cast<int>(axis < 0 ? axis + ndim : axis);
+}
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+  if (a == b) return a;
+  size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    LR_CHECK(da == db || da == 1 || db == 1, "{}: shapes {} and {} do not broadcast", op, a, b);
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+}  // namespace lowrank

@@ -1,0 +1,21 @@
+// CPU kernel declarations; register.cpp puts them in the CPU slots of the kernel table.
+// Each is also the oracle its CUDA twin is tested against.
+#pragma once
+#include "core/dispatch.h"
+
+namespace lowrank::cpu {
+
+void unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha);
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out, double alpha);
+void copy(const Tensor& src, const Tensor& dst);
+void fill(const Tensor& dst, double value);
+void reduce(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t axes_mask);
+void argmax(const Tensor& x, const Tensor& out, int axis);
+void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& c);
+void random(RandomKind kind, uint64_t seed, uint64_t offset, const Tensor& out);
+
+// Filled in by the files of the nn-op families (softmax.cpp, cross_entropy.cpp, layernorm.cpp,
+// embedding.cpp, adam.cpp, lora_matmul.cpp); each registers its own slots.
+void register_nn_kernels(Backend& t);
+
+}  // namespace lowrank::cpu

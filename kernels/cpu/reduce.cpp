@@ -1,0 +1,133 @@
+// CPU reductions (sum, max over any axes) and argmax along one axis.
+#include <algorithm>
+#include <limits>
+#include <numeric>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/strided.h"
+
+namespace lowrank::cpu {
+namespace {
+
+// Splits x's axes into kept (outer, in order) and reduced (inner) ones.
+struct Split {
+  Shape outer, inner;
+  Strides outer_st, inner_st;
+};
+
+Split split_axes(const Tensor& x, uint64_t mask) {
+  Split s;
+  for (int64_t i = 0; i < x.dim(); ++i) {
+    if (mask & (1ull << i)) {
+      s.inner.push_back(x.shape()[i]);
+      s.inner_st.push_back(x.strides()[i]);
+    } else {
+      s.outer.push_back(x.shape()[i]);
+      s.outer_st.push_back(x.strides()[i]);
+    }
+  }
+  return s;
+}
+
+template <class T>
+void reduce_typed(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t mask) {
+  const T* px = static_cast<const T*>(x.raw_data());
+  T* po = static_cast<T*>(out.raw_data());
+  Split s = split_axes(x, mask);
+  const int64_t n_out = shape_numel(s.outer);
+  const bool is_sum = op == ReduceOp::Sum;
+
+  // Fast path: sum over leading axes of a row-major block (bias gradients): accumulate rows.
+  if (is_sum && x.is_contiguous() && !s.outer.empty()) {
+    int64_t lead = 0;
+    while (lead < x.dim() && (mask & (1ull << lead))) ++lead;
+    if (lead == static_cast<int64_t>(s.inner.size())) {
+      const int64_t rows = shape_numel(s.inner);
+      std::fill(po, po + n_out, T(0));
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* row = px + r * n_out;
+#pragma omp simd
+        for (int64_t j = 0; j < n_out; ++j) po[j] += row[j];
+      }
+      return;
+    }
+  }
+
+  Strides outer_cs = contiguous_strides(s.outer);
+  Strides dummy(s.inner.size(), 0);
+  auto L = make_loop<1>(s.inner.empty() ? Shape{1} : s.inner, {s.inner.empty() ? &dummy : &s.inner_st});
+  if (s.inner.empty()) L.strides[0] = {0};
+#pragma omp parallel for schedule(static) if (n_out > 64 && x.numel() >= (1 << 16))
+  for (int64_t o = 0; o < n_out; ++o) {
+    int64_t base = 0, rem = o;
+    for (size_t d = s.outer.size(); d-- > 0;) {
+      base += (rem % s.outer[d]) * s.outer_st[d];
+      rem /= s.outer[d];
+    }
+    using Acc = double;  // f32 sums accumulate in f64: long reductions stay accurate
+    Acc acc = is_sum ? Acc(0) : -std::numeric_limits<Acc>::infinity();
+    // Serial walk over the reduced block of this output element.
+    const int64_t inner = L.shape.back();
+    const int64_t nd = static_cast<int64_t>(L.shape.size());
+    int64_t rows = 1;
+    for (int64_t d = 0; d + 1 < nd; ++d) rows *= L.shape[d];
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t off = base, rr = r;
+      for (int64_t d = nd - 2; d >= 0; --d) {
+        off += (rr % L.shape[d]) * L.strides[0][d];
+        rr /= L.shape[d];
+      }
+      const int64_t st = L.strides[0].back();
+      if (is_sum) {
+        for (int64_t i = 0; i < inner; ++i) acc += static_cast<Acc>(px[off + i * st]);
+      } else {
+        for (int64_t i = 0; i < inner; ++i) {
+          Acc v = static_cast<Acc>(px[off + i * st]);
+          if (v > acc || v != v) acc = v;  // NaN propagates
+        }
+      }
+    }
+    (void)outer_cs;
+    po[o] = static_cast<T>(acc);
+  }
+}
+
+template <class T>
+void argmax_typed(const Tensor& x, const Tensor& out, int axis) {
+  const T* px = static_cast<const T*>(x.raw_data());
+  int64_t* po = static_cast<int64_t*>(out.raw_data());
+  Split s = split_axes(x, 1ull << axis);
+  const int64_t n_out = shape_numel(s.outer), n = s.inner[0], st = s.inner_st[0];
+  for (int64_t o = 0; o < n_out; ++o) {
+    int64_t base = 0, rem = o;
+    for (size_t d = s.outer.size(); d-- > 0;) {
+      base += (rem % s.outer[d]) * s.outer_st[d];
+      rem /= s.outer[d];
+    }
+    int64_t best = 0;
+    T bv = px[base];
+    for (int64_t i = 1; i < n; ++i) {
+      T v = px[base + i * st];
+      if (v > bv) bv = v, best = i;
+    }
+    po[o] = best;
+  }
+}
+
+}  // namespace
+
+void reduce(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t axes_mask) {
+  if (x.dtype() == DType::F32)
+    reduce_typed<float>(op, x, out, axes_mask);
+  else
+    reduce_typed<double>(op, x, out, axes_mask);
+}
+
+void argmax(const Tensor& x, const Tensor& out, int axis) {
+  if (x.dtype() == DType::F32)
+    argmax_typed<float>(x, out, axis);
+  else
+    argmax_typed<double>(x, out, axis);
+}
+
+}  // namespace lowrank::cpu

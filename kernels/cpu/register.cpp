@@ -1,0 +1,23 @@
+// Fills the CPU slots of the kernel table (called once from backend_table()).
+#include <cstring>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace lowrank {
+
+void register_cpu_kernels(Backend& t) {
+  t.unary = cpu::unary;
+  t.binary = cpu::binary;
+  t.copy = cpu::copy;
+  t.fill = cpu::fill;
+  t.reduce = cpu::reduce;
+  t.argmax = cpu::argmax;
+  t.gemm = cpu::gemm;
+  t.random = cpu::random;
+  t.to_host = [](const void* src, void* dst, size_t n, Device) { std::memcpy(dst, src, n); };
+  t.from_host = [](const void* src, void* dst, size_t n, Device) { std::memcpy(dst, src, n); };
+  t.synchronize = [](Device) {};
+  cpu::register_nn_kernels(t);
+}
+
+}  // namespace lowrank
