@@ -95,6 +95,9 @@ struct Backend {
                         const Tensor& xa, const Tensor& gy, double scale, double base_scale,
                         const Tensor& gx, const Tensor& gw, const Tensor& gb, const Tensor& ga,
                         const Tensor& gbm) = nullptr;
+  // Thin SVD of a [m, n] matrix (any layout): u [m, k], s [k] descending, vt [k, n], k = min(m, n).
+  // CPU: LAPACKE gesdd; CUDA: cuSOLVER.
+  void (*svd)(const Tensor& a, const Tensor& u, const Tensor& s, const Tensor& vt) = nullptr;
   // Contiguous byte copies between this device and the host (CPU table: memcpy).
   void (*to_host)(const void* src, void* dst, size_t nbytes, Device src_device) = nullptr;
   void (*from_host)(const void* src, void* dst, size_t nbytes, Device dst_device) = nullptr;

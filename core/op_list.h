@@ -12,7 +12,7 @@
   X(Matmul) \
   X(Reshape) X(Permute) X(Slice) X(Expand) X(Concat) X(Contiguous) X(Copy) X(Cast) X(ToDevice) \
   X(Softmax) X(LogSoftmax) X(CrossEntropy) X(LayerNorm) X(Embedding) X(Dropout) X(Einsum) \
-  X(LoraLinear) X(Attention) X(AdamStep) X(Fill) X(Random)
+  X(LoraLinear) X(Attention) X(AdamStep) X(Fill) X(Random) X(Svd)
 
 namespace lowrank {
 
