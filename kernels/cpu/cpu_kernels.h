@@ -13,6 +13,11 @@ void reduce(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t axes_mask)
 void argmax(const Tensor& x, const Tensor& out, int axis);
 void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& c);
 void random(RandomKind kind, uint64_t seed, uint64_t offset, const Tensor& out);
+void lora_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& a, const Tensor& bm, double scale,
+                  double base_scale, const Tensor& y, const Tensor& xa);
+void lora_backward(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& bm, const Tensor& xa,
+                   const Tensor& gy, double scale, double base_scale, const Tensor& gx, const Tensor& gw,
+                   const Tensor& gb, const Tensor& ga, const Tensor& gbm);
 
 // Filled in by the files of the nn-op families (softmax.cpp, cross_entropy.cpp, layernorm.cpp,
 // embedding.cpp, adam.cpp, lora_matmul.cpp); each registers its own slots.

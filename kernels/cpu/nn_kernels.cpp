@@ -3,6 +3,9 @@
 
 namespace lowrank::cpu {
 
-void register_nn_kernels(Backend& t) { (void)t; }
+void register_nn_kernels(Backend& t) {
+  t.lora_forward = lora_forward;
+  t.lora_backward = lora_backward;
+}
 
 }  // namespace lowrank::cpu
