@@ -13,11 +13,24 @@ void reduce(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t axes_mask)
 void argmax(const Tensor& x, const Tensor& out, int axis);
 void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& c);
 void random(RandomKind kind, uint64_t seed, uint64_t offset, const Tensor& out);
+void softmax(const Tensor& x, const Tensor& y, bool log);
+void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log);
+void cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& losses);
+void cross_entropy_backward(const Tensor& logits, const Tensor& labels, int64_t ignore_index,
+                            const Tensor& grad_losses, const Tensor& grad_logits);
+void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y, const Tensor& mean,
+                const Tensor& rstd);
+void layer_norm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& gy,
+                         const Tensor& gx, const Tensor& gw, const Tensor& gb);
+bool embedding(const Tensor& weight, const Tensor& ids, const Tensor& out);
+void embedding_backward(const Tensor& grad, const Tensor& ids, const Tensor& grad_weight);
 void lora_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& a, const Tensor& bm, double scale,
                   double base_scale, const Tensor& y, const Tensor& xa);
 void lora_backward(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& bm, const Tensor& xa,
                    const Tensor& gy, double scale, double base_scale, const Tensor& gx, const Tensor& gw,
                    const Tensor& gb, const Tensor& ga, const Tensor& gbm);
+// Thin SVD via LAPACKE gesdd; u, s, vt are contiguous outputs (svd.cpp).
+void svd(const Tensor& a, const Tensor& u, const Tensor& s, const Tensor& vt);
 
 // Filled in by the files of the nn-op families (softmax.cpp, cross_entropy.cpp, layernorm.cpp,
 // embedding.cpp, adam.cpp, lora_matmul.cpp); each registers its own slots.

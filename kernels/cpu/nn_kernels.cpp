@@ -4,8 +4,17 @@
 namespace lowrank::cpu {
 
 void register_nn_kernels(Backend& t) {
+  t.softmax = softmax;
+  t.softmax_backward = softmax_backward;
+  t.cross_entropy = cross_entropy;
+  t.cross_entropy_backward = cross_entropy_backward;
+  t.layer_norm = layer_norm;
+  t.layer_norm_backward = layer_norm_backward;
+  t.embedding = embedding;
+  t.embedding_backward = embedding_backward;
   t.lora_forward = lora_forward;
   t.lora_backward = lora_backward;
+  t.svd = svd;
 }
 
 }  // namespace lowrank::cpu

@@ -1,0 +1,22 @@
+// Thin singular value decomposition of a matrix on its own device (LAPACKE on CPU, cuSOLVER on
+// CUDA), and a sign convention that makes two decompositions comparable entry by entry.
+#pragma once
+#include "core/tensor.h"
+
+namespace lowrank::analysis {
+
+// a = u · diag(s) · vt with k = min(m, n): u [m, k] and vt [k, n] with orthonormal columns/rows,
+// s [k] descending and non-negative. Same dtype and device as `a`, contiguous, no autograd.
+struct Svd {
+  Tensor u, s, vt;
+};
+
+// `a`: a 2-D, non-empty f32/f64 tensor of finite values (any layout); anything else throws.
+Svd svd(const Tensor& a);
+
+// Singular vectors are unique only up to sign: flips each pair (u[:, i], vt[i, :]) so that the
+// entry of largest magnitude in u[:, i] is positive (the first such entry on a tie). The product
+// u · diag(s) · vt is unchanged.
+Svd canonicalize_signs(const Svd& d);
+
+}  // namespace lowrank::analysis
