@@ -7,6 +7,7 @@
 
 #include "core/autograd.h"
 #include "core/tensor.h"
+#include "core/threads.h"
 
 namespace lowrank {
 
@@ -94,10 +95,24 @@ Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t
 Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& a, const Tensor& bm,
                    double scale, double base_scale = 1.0);
 
+// ---- linear algebra (no autograd)
+// Thin SVD a = u · diag(s) · vt, k = min(m, n): u [m, k], s [k] descending, vt [k, n]; same dtype
+// and device as `a`. `a`: 2-D, non-empty, f32/f64, finite (anything else throws).
+struct SvdResult {
+  Tensor u, s, vt;
+};
+SvdResult svd(const Tensor& a);
+
 // ---- random tensors (Philox; the same numbers on every device for the same seed and offset)
 Tensor rand(const Shape& shape, uint64_t seed, uint64_t offset = 0, DType dtype = DType::F32,
             Device device = Device::cpu());
 Tensor randn(const Shape& shape, uint64_t seed, uint64_t offset = 0, DType dtype = DType::F32,
              Device device = Device::cpu());
+
+// ---- optimizer update (in place, outside autograd; used by optim/)
+struct AdamArgs;  // core/dispatch.h
+// One fused Adam/AdamW step on a parameter: param, m, v contiguous, f32 or f64, one device, one
+// shape; grad of the same shape (any layout). The math of torch.optim.Adam / AdamW (core/ops/adam.cpp).
+void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamArgs& args);
 
 }  // namespace lowrank
