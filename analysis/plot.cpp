@@ -1,0 +1,312 @@
+// PLplot wrappers. PLplot keeps global state, so every figure takes one mutex and draws on a
+// fresh stream into a temporary file that is renamed into place once PLplot has closed it.
+#include "analysis/plot.h"
+
+#include <plplot.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+
+#include "core/ops.h"
+
+namespace lowrank::analysis {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::mutex g_plot_mutex;
+// The first warning PLplot raised (plabort) while drawing the current figure; g_plot_mutex guards it.
+std::string g_plot_warning;
+
+void on_plplot_abort(PLCHAR_VECTOR message) {
+  if (g_plot_warning.empty()) g_plot_warning = message ? message : "unknown PLplot error";
+}
+// PLplot exits the process after a fatal error whatever this returns; say why in our own words.
+int on_plplot_exit(PLCHAR_VECTOR message) {
+  std::fprintf(stderr, "lowrank: error: plot: PLplot failed: %s\n", message ? message : "");
+  return 1;
+}
+
+// cmap0 slots: background, ink, grid, then the series colours (matplotlib's tab10 cycle).
+constexpr PLINT kWhite = 0, kBlack = 1, kGrid = 2, kFirstSeries = 3;
+constexpr int kSeriesColours = 10;
+constexpr PLINT kTab10[kSeriesColours][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},
+                                             {148, 103, 189}, {140, 86, 75},  {227, 119, 194}, {127, 127, 127},
+                                             {188, 189, 34},  {23, 190, 207}};
+// Viridis control points for cmap1: perceptually uniform and readable in grey.
+constexpr int kViridisPoints = 5;
+constexpr PLFLT kViridisPos[kViridisPoints] = {0.0, 0.25, 0.5, 0.75, 1.0};
+constexpr PLFLT kViridisRgb[kViridisPoints][3] = {
+    {0.267, 0.005, 0.329}, {0.231, 0.322, 0.545}, {0.129, 0.569, 0.549}, {0.369, 0.788, 0.384}, {0.993, 0.906, 0.144}};
+
+void set_colours() {
+  plscmap0n(kFirstSeries + kSeriesColours);
+  plscol0(kWhite, 255, 255, 255);
+  plscol0(kBlack, 0, 0, 0);
+  plscol0(kGrid, 225, 225, 225);
+  for (int k = 0; k < kSeriesColours; ++k) plscol0(kFirstSeries + k, kTab10[k][0], kTab10[k][1], kTab10[k][2]);
+  PLFLT r[kViridisPoints], g[kViridisPoints], b[kViridisPoints];
+  for (int k = 0; k < kViridisPoints; ++k) r[k] = kViridisRgb[k][0], g[k] = kViridisRgb[k][1], b[k] = kViridisRgb[k][2];
+  plscmap1n(256);
+  plscmap1l(1, kViridisPoints, kViridisPos, r, g, b, nullptr);
+}
+
+// One figure: a new PLplot stream rendering into a temporary file next to `path`. finish()
+// closes the stream and renames the file into place; the destructor cleans up after a throw.
+// The caller holds g_plot_mutex for the figure's whole life.
+class Figure {
+ public:
+  Figure(const char* op, const std::string& path, int width, int height) : op_(op), path_(path) {
+    LR_CHECK(!path.empty(), "{}: empty output path", op);
+    LR_CHECK(width >= 100 && width <= 10000 && height >= 100 && height <= 10000,
+             "{}: figure size {} x {} pixels outside 100..10000", op, width, height);
+    const fs::path parent = fs::path(path).parent_path();
+    LR_CHECK(parent.empty() || fs::is_directory(parent), "{}: folder '{}' does not exist (writing {})", op,
+             parent.string(), path);
+    static std::atomic<uint64_t> counter{0};
+    tmp_ = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    // PLplot exits the process when it cannot open its output: find that out here instead.
+    std::FILE* probe = std::fopen(tmp_.c_str(), "wb");
+    LR_CHECK(probe != nullptr, "{}: cannot write '{}'", op, path);
+    std::fclose(probe);
+
+    g_plot_warning.clear();
+    plsexit(on_plplot_exit);
+    plsabort(on_plplot_abort);
+    plmkstrm(&stream_);
+    plsdev("pngcairo");
+    plsfnam(tmp_.c_str());
+    plspage(0.0, 0.0, width, height, 0, 0);
+    set_colours();
+    plinit();
+    open_ = true;
+    plsfont(PL_FCI_SANS, PL_FCI_UPRIGHT, PL_FCI_MEDIUM);
+    pladv(0);
+  }
+  Figure(const Figure&) = delete;
+  Figure& operator=(const Figure&) = delete;
+
+  void finish() {
+    plsstrm(stream_);
+    plend1();
+    open_ = false;
+    std::error_code ec;
+    const bool wrote = fs::exists(tmp_, ec) && fs::file_size(tmp_, ec) > 0;
+    if (!g_plot_warning.empty() || !wrote) {
+      fs::remove(tmp_, ec);
+      LR_FAIL("{}: PLplot could not draw '{}': {}", op_, path_, g_plot_warning.empty() ? "empty output" : g_plot_warning);
+    }
+    fs::rename(tmp_, path_, ec);
+    if (ec) {
+      fs::remove(tmp_, ec);
+      LR_FAIL("{}: cannot move the figure into '{}'", op_, path_);
+    }
+  }
+
+  ~Figure() {
+    if (open_) {
+      plsstrm(stream_);
+      plend1();
+    }
+    std::error_code ec;
+    fs::remove(tmp_, ec);  // a no-op after a successful rename
+  }
+
+ private:
+  const char* op_;
+  std::string path_, tmp_;
+  PLINT stream_ = 0;
+  bool open_ = false;
+};
+
+// A tick spacing that gives at most about eight labelled ticks on n integer positions.
+double integer_tick_step(int64_t n) {
+  const double raw = static_cast<double>(n) / 8.0;
+  if (raw <= 1.0) return 1.0;
+  const double p = std::pow(10.0, std::floor(std::log10(raw)));
+  const double m = raw / p;
+  return (m <= 1.0 ? 1.0 : m <= 2.0 ? 2.0 : m <= 5.0 ? 5.0 : 10.0) * p;
+}
+
+// [lo, hi] of `v` padded by `frac` of the span (or by ±0.5 when all values are equal).
+void padded_range(const std::vector<double>& v, double frac, double& lo, double& hi) {
+  lo = *std::min_element(v.begin(), v.end());
+  hi = *std::max_element(v.begin(), v.end());
+  if (hi - lo <= 1e-12 * std::max(1.0, std::abs(hi))) {
+    lo -= 0.5, hi += 0.5;
+    return;
+  }
+  const double pad = (hi - lo) * frac;
+  lo -= pad, hi += pad;
+}
+
+// The inside corner (a PL_POSITION_* mask) where a legend of `entries` lines covers the fewest
+// points of the drawn curves, sampled along every segment; ties prefer top right.
+PLINT quietest_corner(const std::vector<std::vector<PLFLT>>& xs, const std::vector<std::vector<PLFLT>>& ys,
+                      double xmin, double xmax, double ymin, double ymax, size_t entries) {
+  const double w = 0.35, h = std::min(0.9, 0.06 + 0.07 * static_cast<double>(entries));
+  const PLINT corners[4] = {PL_POSITION_RIGHT | PL_POSITION_TOP, PL_POSITION_LEFT | PL_POSITION_TOP,
+                            PL_POSITION_RIGHT | PL_POSITION_BOTTOM, PL_POSITION_LEFT | PL_POSITION_BOTTOM};
+  int hits[4] = {0, 0, 0, 0};
+  auto count = [&](double u, double v) {
+    const bool right = u >= 1 - w, left = u <= w, top = v >= 1 - h, bottom = v <= h;
+    hits[0] += right && top, hits[1] += left && top, hits[2] += right && bottom, hits[3] += left && bottom;
+  };
+  constexpr int kSamples = 8;
+  for (size_t k = 0; k < xs.size(); ++k)
+    for (size_t p = 0; p < xs[k].size(); ++p) {
+      const double u = (xs[k][p] - xmin) / (xmax - xmin), v = (ys[k][p] - ymin) / (ymax - ymin);
+      count(u, v);
+      if (p + 1 == xs[k].size()) break;
+      const double u2 = (xs[k][p + 1] - xmin) / (xmax - xmin), v2 = (ys[k][p + 1] - ymin) / (ymax - ymin);
+      for (int t = 1; t < kSamples; ++t) count(u + (u2 - u) * t / kSamples, v + (v2 - v) * t / kSamples);
+    }
+  return corners[std::min_element(hits, hits + 4) - hits];
+}
+
+}  // namespace
+
+void plot_heatmap(const std::string& path, const std::vector<double>& values, int64_t rows, int64_t cols,
+                  const HeatmapOptions& opts) {
+  LR_CHECK(rows >= 1 && cols >= 1 && static_cast<int64_t>(values.size()) == rows * cols,
+           "plot_heatmap: {} values do not fill a {} x {} grid ({})", values.size(), rows, cols, path);
+  for (double v : values) LR_CHECK(std::isfinite(v), "plot_heatmap: the {} x {} grid holds NaN or Inf ({})", rows, cols, path);
+  double lo = std::isnan(opts.vmin) ? *std::min_element(values.begin(), values.end()) : opts.vmin;
+  double hi = std::isnan(opts.vmax) ? *std::max_element(values.begin(), values.end()) : opts.vmax;
+  LR_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "plot_heatmap: colour range [{}, {}] is empty ({})", lo,
+           hi, path);
+  if (lo == hi) lo -= 0.5, hi += 0.5;
+
+  // plimagefr wants idata[x][y] and, without a transform, treats its nx x ny entries as the
+  // corners of (nx − 1) x (ny − 1) cells spread over the given range, each cell coloured by its
+  // lower-left corner. So one column and one row of padding give exactly one cell per value.
+  // Values are clamped to the colour range, because PLplot leaves cells outside it blank.
+  const size_t nx = static_cast<size_t>(cols) + 1, ny = static_cast<size_t>(rows) + 1;
+  std::vector<std::vector<PLFLT>> data(nx, std::vector<PLFLT>(ny, lo));
+  std::vector<const PLFLT*> columns(nx);
+  for (size_t j = 0; j < nx; ++j) {
+    for (size_t i = 0; i + 1 < ny && j + 1 < nx; ++i)
+      data[j][i] = std::clamp(values[i * static_cast<size_t>(cols) + j], lo, hi);
+    columns[j] = data[j].data();
+  }
+  const double x0 = static_cast<double>(opts.x_first) - 0.5, x1 = x0 + static_cast<double>(cols);
+  const double y0 = static_cast<double>(opts.y_first) - 0.5, y1 = y0 + static_cast<double>(rows);
+
+  std::lock_guard<std::mutex> lock(g_plot_mutex);
+  Figure fig("plot_heatmap", path, opts.width, opts.height);
+  plschr(0.0, 1.1);
+  plvpor(0.12, 0.80, 0.11, 0.90);
+  plwind(x0, x1, opts.origin_top ? y1 : y0, opts.origin_top ? y0 : y1);
+  plimagefr(columns.data(), static_cast<PLINT>(nx), static_cast<PLINT>(ny), x0, x1, y0, y1, lo, hi, lo, hi, nullptr,
+            nullptr);
+  plcol0(kBlack);
+  plwidth(1.0);
+  // Minor ticks only between labels that are more than one index apart.
+  const double xstep = integer_tick_step(cols), ystep = integer_tick_step(rows);
+  plbox("bcnst", xstep, xstep > 1 ? 0 : 1, "bcnstv", ystep, ystep > 1 ? 0 : 1);
+  pllab(opts.x_label.c_str(), opts.y_label.c_str(), opts.title.c_str());
+
+  const char* label = opts.colorbar_label.c_str();
+  PLINT label_opts[1] = {PL_COLORBAR_LABEL_RIGHT};
+  const char* axis_opts[1] = {"bcmstv"};
+  PLFLT ticks[1] = {0.0};
+  PLINT sub_ticks[1] = {0};
+  PLINT n_values[1] = {2};
+  PLFLT range[2] = {lo, hi};
+  const PLFLT* range_ptr[1] = {range};
+  PLFLT bar_w = 0, bar_h = 0;
+  plcolorbar(&bar_w, &bar_h, PL_COLORBAR_IMAGE, PL_POSITION_RIGHT | PL_POSITION_OUTSIDE, 0.03, 0.0, 0.05, 1.0, kWhite,
+             kBlack, 1, 0.0, 1.0, kBlack, 0.0, opts.colorbar_label.empty() ? 0 : 1, label_opts, &label, 1, axis_opts,
+             ticks, sub_ticks, n_values, range_ptr);
+  fig.finish();
+}
+
+void plot_heatmap(const std::string& path, const Tensor& matrix, const HeatmapOptions& opts) {
+  LR_CHECK(matrix.defined() && matrix.dim() == 2, "plot_heatmap: needs a 2-D matrix, got {} ({})",
+           matrix.defined() ? matrix.shape() : Shape{}, path);
+  LR_CHECK(is_floating(matrix.dtype()), "plot_heatmap: needs a float matrix, got {} ({})", dtype_name(matrix.dtype()),
+           path);
+  plot_heatmap(path, matrix.to_vector<double>(), matrix.size(0), matrix.size(1), opts);
+}
+
+void plot_lines(const std::string& path, const std::vector<Series>& series, const LineOptions& opts) {
+  LR_CHECK(!series.empty(), "plot_lines: no series to draw ({})", path);
+  std::vector<std::vector<PLFLT>> xs, ys;
+  std::vector<double> all_x, all_y;
+  for (const Series& s : series) {
+    LR_CHECK(!s.x.empty() && s.x.size() == s.y.size(), "plot_lines: series '{}' has {} x and {} y values ({})",
+             s.label, s.x.size(), s.y.size(), path);
+    std::vector<PLFLT> x(s.x.size()), y(s.y.size());
+    for (size_t k = 0; k < s.x.size(); ++k) {
+      LR_CHECK(std::isfinite(s.x[k]) && std::isfinite(s.y[k]), "plot_lines: series '{}' holds NaN or Inf at point {} ({})",
+               s.label, k, path);
+      LR_CHECK(!opts.log_x || s.x[k] > 0, "plot_lines: series '{}' has x = {} <= 0 on a log axis ({})", s.label,
+               s.x[k], path);
+      LR_CHECK(!opts.log_y || s.y[k] > 0, "plot_lines: series '{}' has y = {} <= 0 on a log axis ({})", s.label,
+               s.y[k], path);
+      // PLplot draws log axes over log10 of the data.
+      x[k] = opts.log_x ? std::log10(s.x[k]) : s.x[k];
+      y[k] = opts.log_y ? std::log10(s.y[k]) : s.y[k];
+    }
+    all_x.insert(all_x.end(), x.begin(), x.end());
+    all_y.insert(all_y.end(), y.begin(), y.end());
+    xs.push_back(std::move(x));
+    ys.push_back(std::move(y));
+  }
+  double xmin, xmax, ymin, ymax;
+  padded_range(all_x, 0.02, xmin, xmax);
+  padded_range(all_y, 0.05, ymin, ymax);
+
+  std::lock_guard<std::mutex> lock(g_plot_mutex);
+  Figure fig("plot_lines", path, opts.width, opts.height);
+  plschr(0.0, 1.1);
+  plvpor(0.11, 0.96, 0.11, 0.91);
+  plwind(xmin, xmax, ymin, ymax);
+  const std::string lx = opts.log_x ? "l" : "", ly = opts.log_y ? "l" : "";
+  plcol0(kGrid);
+  plwidth(1.0);
+  plbox(("g" + lx).c_str(), 0, 0, ("g" + ly).c_str(), 0, 0);
+  plcol0(kBlack);
+  plbox(("bcnst" + lx).c_str(), 0, 0, ("bcnstv" + ly).c_str(), 0, 0);
+  pllab(opts.x_label.c_str(), opts.y_label.c_str(), opts.title.c_str());
+
+  std::vector<PLINT> legend_opts, colours, styles, symbol_numbers;
+  std::vector<PLFLT> widths, symbol_scales;
+  std::vector<const char*> texts, symbols;
+  const char* dot = "•";
+  for (size_t k = 0; k < series.size(); ++k) {
+    const PLINT colour = kFirstSeries + static_cast<PLINT>(k % kSeriesColours);
+    const PLINT n = static_cast<PLINT>(xs[k].size());
+    const bool dots = opts.markers || n == 1;
+    plcol0(colour);
+    plwidth(2.0);
+    if (n > 1) plline(n, xs[k].data(), ys[k].data());
+    if (dots) plstring(n, xs[k].data(), ys[k].data(), dot);
+    if (series[k].label.empty()) continue;
+    legend_opts.push_back((n > 1 ? PL_LEGEND_LINE : 0) | (dots ? PL_LEGEND_SYMBOL : 0));
+    colours.push_back(colour);
+    styles.push_back(1);
+    widths.push_back(2.0);
+    symbol_numbers.push_back(1);
+    symbol_scales.push_back(1.0);
+    symbols.push_back(dot);
+    texts.push_back(series[k].label.c_str());
+  }
+  if (!texts.empty()) {
+    PLFLT legend_w = 0, legend_h = 0;
+    plwidth(1.0);
+    pllegend(&legend_w, &legend_h, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
+             quietest_corner(xs, ys, xmin, xmax, ymin, ymax, texts.size()) | PL_POSITION_INSIDE, 0.02, 0.02, 0.08, kWhite, kBlack, 1, 0, 0,
+             static_cast<PLINT>(texts.size()), legend_opts.data(), 1.0, 0.9, 2.0, 0.0, colours.data(), texts.data(),
+             nullptr, nullptr, nullptr, nullptr, colours.data(), styles.data(), widths.data(), colours.data(),
+             symbol_scales.data(), symbol_numbers.data(), symbols.data());
+  }
+  fig.finish();
+}
+
+}  // namespace lowrank::analysis

@@ -1,0 +1,49 @@
+// PNG figures through PLplot's cairo driver: heatmaps of a matrix (the LoRA paper's Figure 3 φ
+// grids) and line plots of labelled series (training curves, accuracy vs rank). Files are
+// written atomically; calls are serialised internally and may come from any thread.
+#pragma once
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace lowrank::analysis {
+
+struct HeatmapOptions {
+  std::string title;
+  std::string x_label = "j";  // columns
+  std::string y_label = "i";  // rows
+  std::string colorbar_label;
+  // Colour range; NaN means the data's own minimum / maximum. φ grids use 0 and 1.
+  double vmin = std::numeric_limits<double>::quiet_NaN();
+  double vmax = std::numeric_limits<double>::quiet_NaN();
+  // Index shown for the first column / row (the paper counts i and j from 1).
+  int64_t x_first = 1, y_first = 1;
+  bool origin_top = true;  // first row at the top, as a matrix is printed
+  int width = 800, height = 700;  // pixels
+};
+
+// values: rows x cols, row-major (row i is drawn at height i); all finite.
+void plot_heatmap(const std::string& path, const std::vector<double>& values, int64_t rows, int64_t cols,
+                  const HeatmapOptions& opts = {});
+// A 2-D tensor of any float dtype, device and layout.
+void plot_heatmap(const std::string& path, const Tensor& matrix, const HeatmapOptions& opts = {});
+
+struct Series {
+  std::string label;  // shown in the legend; an empty label keeps the series out of it
+  std::vector<double> x, y;
+};
+
+struct LineOptions {
+  std::string title, x_label, y_label;
+  bool log_x = false, log_y = false;  // base-10 axes; the values on them must be positive
+  bool markers = false;               // a dot at every point (always on for one-point series)
+  int width = 900, height = 600;      // pixels
+};
+
+// Each series: x.size() == y.size() >= 1, all finite. Colours follow the series order.
+void plot_lines(const std::string& path, const std::vector<Series>& series, const LineOptions& opts = {});
+
+}  // namespace lowrank::analysis

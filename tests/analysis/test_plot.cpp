@@ -1,0 +1,158 @@
+// Plot wrappers: PNG files of the requested size appear atomically (no temporaries left behind),
+// from several threads at once, and bad input is refused before anything is written.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "analysis/plot.h"
+#include "core/ops.h"
+
+using namespace lowrank;
+using namespace lowrank::analysis;
+namespace fs = std::filesystem;
+
+namespace {
+
+class Plot : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("lowrank_plot_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  // Everything in the folder: only finished figures may be there.
+  std::vector<std::string> listing() const {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir_)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+  fs::path dir_;
+};
+
+// Width and height from the PNG signature and IHDR chunk.
+std::pair<uint32_t, uint32_t> png_size(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  unsigned char h[24] = {};
+  in.read(reinterpret_cast<char*>(h), sizeof h);
+  EXPECT_EQ(in.gcount(), 24);
+  const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  EXPECT_TRUE(std::equal(sig, sig + 8, h)) << file << " is not a PNG";
+  auto be32 = [&](int o) { return uint32_t(h[o]) << 24 | uint32_t(h[o + 1]) << 16 | uint32_t(h[o + 2]) << 8 | h[o + 3]; };
+  return {be32(16), be32(20)};
+}
+
+void expect_error(const std::function<void()>& f, const std::string& fragment) {
+  try {
+    f();
+    FAIL() << "no throw, expected " << fragment;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+std::vector<Series> curves() {
+  std::vector<Series> s(2);
+  s[0].label = "train";
+  s[1].label = "test";
+  for (int i = 1; i <= 20; ++i) {
+    s[0].x.push_back(i), s[0].y.push_back(2.0 * std::exp(-0.2 * i) + 0.05);
+    s[1].x.push_back(i), s[1].y.push_back(2.0 * std::exp(-0.15 * i) + 0.1);
+  }
+  return s;
+}
+
+TEST_F(Plot, HeatmapWritesPngOfRequestedSize) {
+  std::vector<double> v(8 * 12);
+  for (size_t k = 0; k < v.size(); ++k) v[k] = static_cast<double>(k) / static_cast<double>(v.size());
+  HeatmapOptions o;
+  o.title = "φ(A_r=8, A_r=12, i, j)";
+  o.colorbar_label = "φ";
+  o.vmin = 0, o.vmax = 1;
+  o.width = 640, o.height = 480;
+  plot_heatmap(path("grid.png"), v, 8, 12, o);
+  EXPECT_GT(fs::file_size(path("grid.png")), 1000u);
+  EXPECT_EQ(png_size(path("grid.png")), (std::pair<uint32_t, uint32_t>{640, 480}));
+  EXPECT_EQ(listing(), std::vector<std::string>{"grid.png"});
+}
+
+TEST_F(Plot, HeatmapFromTensorAndConstantData) {
+  plot_heatmap(path("t.png"), randn({5, 3}, 1).mT(), {});  // non-contiguous f32 view
+  plot_heatmap(path("c.png"), std::vector<double>(4, 0.7), 2, 2);  // constant: widened colour range
+  plot_heatmap(path("one.png"), std::vector<double>{0.3}, 1, 1);
+  EXPECT_EQ(listing(), (std::vector<std::string>{"c.png", "one.png", "t.png"}));
+  for (auto n : listing()) EXPECT_GT(fs::file_size(path(n)), 1000u) << n;
+}
+
+TEST_F(Plot, LinesLinearAndLogAxes) {
+  LineOptions o;
+  o.title = "loss";
+  o.x_label = "epoch";
+  o.y_label = "cross-entropy";
+  plot_lines(path("lin.png"), curves(), o);
+  o.log_y = true;
+  o.markers = true;
+  plot_lines(path("log.png"), curves(), o);
+  o.log_x = true;
+  o.width = 500, o.height = 400;
+  auto s = curves();
+  s.push_back(Series{"", {3.0}, {0.5}});  // unlabelled single point
+  plot_lines(path("loglog.png"), s, o);
+  EXPECT_EQ(listing(), (std::vector<std::string>{"lin.png", "log.png", "loglog.png"}));
+  EXPECT_EQ(png_size(path("loglog.png")), (std::pair<uint32_t, uint32_t>{500, 400}));
+  EXPECT_EQ(png_size(path("lin.png")), (std::pair<uint32_t, uint32_t>{900, 600}));
+}
+
+TEST_F(Plot, OverwritesAnExistingFigure) {
+  { std::ofstream(path("f.png")) << "old"; }
+  plot_lines(path("f.png"), curves());
+  EXPECT_GT(fs::file_size(path("f.png")), 1000u);
+  png_size(path("f.png"));
+  EXPECT_EQ(listing(), std::vector<std::string>{"f.png"});
+}
+
+TEST_F(Plot, ConcurrentCallsAreSerialised) {
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([this, t] {
+      if (t % 2)
+        plot_lines(path("l" + std::to_string(t) + ".png"), curves());
+      else
+        plot_heatmap(path("h" + std::to_string(t) + ".png"), std::vector<double>{0, 1, 2, 3}, 2, 2);
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(listing(), (std::vector<std::string>{"h0.png", "h2.png", "l1.png", "l3.png"}));
+  for (auto n : listing()) png_size(path(n));
+}
+
+TEST_F(Plot, BadInputWritesNothing) {
+  expect_error([&] { plot_heatmap(path("a.png"), std::vector<double>(5), 2, 3); }, "do not fill");
+  expect_error([&] { plot_heatmap(path("a.png"), std::vector<double>{0, NAN}, 1, 2); }, "NaN or Inf");
+  HeatmapOptions bad_range;
+  bad_range.vmin = 1, bad_range.vmax = 0;
+  expect_error([&] { plot_heatmap(path("a.png"), std::vector<double>{0, 1}, 1, 2, bad_range); }, "colour range");
+  expect_error([&] { plot_heatmap(path("a.png"), Tensor::zeros({3})); }, "2-D");
+  expect_error([&] { plot_lines(path("a.png"), {}); }, "no series");
+  expect_error([&] { plot_lines(path("a.png"), {Series{"s", {1, 2}, {1}}}); }, "'s' has 2 x and 1 y");
+  expect_error([&] { plot_lines(path("a.png"), {Series{"s", {}, {}}}); }, "has 0 x");
+  expect_error([&] { plot_lines(path("a.png"), {Series{"s", {1, 2}, {1, INFINITY}}}); }, "NaN or Inf");
+  LineOptions log;
+  log.log_y = true;
+  expect_error([&] { plot_lines(path("a.png"), {Series{"s", {1, 2}, {1, 0}}}, log); }, "log axis");
+  LineOptions tiny;
+  tiny.width = 10;
+  expect_error([&] { plot_lines(path("a.png"), curves(), tiny); }, "figure size");
+  expect_error([&] { plot_lines(path("no/such/folder/a.png"), curves()); }, "does not exist");
+  EXPECT_TRUE(listing().empty());
+}
+
+}  // namespace
