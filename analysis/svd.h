@@ -1,18 +1,16 @@
-// Thin singular value decomposition of a matrix on its own device (LAPACKE on CPU, cuSOLVER on
-// CUDA), and a sign convention that makes two decompositions comparable entry by entry.
+// Thin singular value decomposition for the analyses (the op itself lives in core, which nn's
+// PiSSA initialisation also needs), and a sign convention that makes two decompositions
+// comparable entry by entry.
 #pragma once
-#include "core/tensor.h"
+#include "core/ops.h"
 
 namespace lowrank::analysis {
 
 // a = u · diag(s) · vt with k = min(m, n): u [m, k] and vt [k, n] with orthonormal columns/rows,
-// s [k] descending and non-negative. Same dtype and device as `a`, contiguous, no autograd.
-struct Svd {
-  Tensor u, s, vt;
-};
-
+// s [k] descending and non-negative; same dtype and device as `a`, contiguous, no autograd.
+using Svd = SvdResult;
 // `a`: a 2-D, non-empty f32/f64 tensor of finite values (any layout); anything else throws.
-Svd svd(const Tensor& a);
+using lowrank::svd;
 
 // Singular vectors are unique only up to sign: flips each pair (u[:, i], vt[i, :]) so that the
 // entry of largest magnitude in u[:, i] is positive (the first such entry on a tie). The product
