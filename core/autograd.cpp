@@ -78,7 +78,10 @@ void Tensor::backward(const Tensor& grad) const {
   for (size_t i = order.size(); i-- > 0;) {
     Node* node = order[i];
     auto it = grads.find(node);
-    if (it == grads.end() || !node->backward) continue;
+    if (it == grads.end()) continue;
+    // Going on without this node would silently drop every gradient that flows through it.
+    LR_CHECK(node->backward, "backward: the graph through a {} node was freed by an earlier backward(); run the "
+             "forward pass again", op_name(node->kind));
     Tensor g = std::move(it->second);
     grads.erase(it);
     std::vector<Tensor> gin = node->backward(g);

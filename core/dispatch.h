@@ -68,7 +68,8 @@ struct Backend {
   // grad_logits[i] = (softmax(logits[i]) - onehot(labels[i])) * grad_losses[i] (0 where ignored).
   void (*cross_entropy_backward)(const Tensor& logits, const Tensor& labels, int64_t ignore_index,
                                  const Tensor& grad_losses, const Tensor& grad_logits) = nullptr;
-  // Over the last axis of contiguous [rows, D]; w, b [D]; mean, rstd [rows].
+  // Over the last axis of contiguous [rows, D]; w, b [D] (always defined: the op passes ones and
+  // zeros when the user gives none); mean, rstd [rows] in x's dtype.
   void (*layer_norm)(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y,
                      const Tensor& mean, const Tensor& rstd) = nullptr;
   // gx [rows, D]; gw, gb [D] are written (not accumulated).

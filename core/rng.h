@@ -22,10 +22,10 @@ LR_HOST_DEVICE inline void philox_mulhilo(uint32_t a, uint32_t b, uint32_t& hi, 
   lo = static_cast<uint32_t>(p);
 }
 
-// Ten rounds over the 128-bit counter with the 64-bit key = seed.
-LR_HOST_DEVICE inline Philox4 philox4x32_10(uint64_t counter, uint64_t seed) {
-  uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+// Ten rounds over a full 128-bit counter and 64-bit key (Random123's philox4x32_10; its published
+// known-answer vectors test this form).
+LR_HOST_DEVICE inline Philox4 philox4x32_10_block(Philox4 ctr, uint32_t k0, uint32_t k1) {
+  uint32_t c0 = ctr.v[0], c1 = ctr.v[1], c2 = ctr.v[2], c3 = ctr.v[3];
   for (int r = 0; r < 10; ++r) {
     uint32_t hi0, lo0, hi1, lo1;
     philox_mulhilo(0xD2511F53u, c0, hi0, lo0);
@@ -36,6 +36,12 @@ LR_HOST_DEVICE inline Philox4 philox4x32_10(uint64_t counter, uint64_t seed) {
     k1 += 0xBB67AE85u;
   }
   return {{c0, c1, c2, c3}};
+}
+
+// Our layout: counter words (lo, hi, 0, 0) of a 64-bit counter, key = the 64-bit seed.
+LR_HOST_DEVICE inline Philox4 philox4x32_10(uint64_t counter, uint64_t seed) {
+  return philox4x32_10_block({{static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32), 0u, 0u}},
+                             static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
 }
 
 // Uniform in [0, 1) with 24 bits (exact in f32 and f64 alike).

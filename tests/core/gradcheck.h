@@ -1,0 +1,109 @@
+// Central-difference gradient checks (DESIGN.md test kind 2), for every test suite:
+//
+//   #include "core/gradcheck.h"
+//   Tensor a = lowrank::testing::random_f64({3, 4}, 1), b = lowrank::testing::random_f64({4}, 2);
+//   EXPECT_TRUE(lowrank::testing::gradcheck([](const std::vector<Tensor>& x) { return mul(x[0], x[1]); }, {a, b}));
+//
+// `f` maps the inputs to a Tensor of any shape and must be deterministic. Every f64 input is
+// checked: gradcheck marks it requires_grad, backpropagates L = sum(f(x) * w) for a fixed random w
+// (so every output element matters), and compares each element's gradient with
+// (L(x + eps) - L(x - eps)) / (2 eps), within atol + rtol * |numeric|. Inputs of other dtypes
+// (ids, labels) pass through unchecked. An input may be a strided view (transposed, sliced with a
+// step) but must not overlap itself: build expanded views inside f. CPU tensors only.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <sstream>
+#include <vector>
+
+#include "core/ops.h"
+
+namespace lowrank::testing {
+
+struct GradcheckOptions {
+  // DESIGN.md: eps 1e-6 keeps f64 truncation error (~eps^2) and rounding error (~1e-16 / eps)
+  // both near 1e-10, far below atol.
+  double eps = 1e-6;
+  double atol = 1e-5;
+  double rtol = 1e-3;
+  uint64_t weight_seed = 0x5eed;  // seed of the output weights w
+  int max_reports = 5;            // mismatches listed in the failure message
+};
+
+using GradcheckFn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+// Standard-normal f64 tensor from `seed` (a shorthand for test inputs).
+inline Tensor random_f64(const Shape& shape, uint64_t seed) { return randn(shape, seed, 0, DType::F64); }
+
+inline ::testing::AssertionResult gradcheck(const GradcheckFn& f, std::vector<Tensor> inputs,
+                                            const GradcheckOptions& opt = {}) {
+  std::vector<bool> checked(inputs.size(), false);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].defined() || inputs[i].dtype() != DType::F64) continue;
+    if (!inputs[i].device().is_cpu()) return ::testing::AssertionFailure() << "gradcheck: input " << i << " is not on the CPU";
+    // A fresh leaf handle on the same storage: the caller's tensor keeps no grad or history.
+    inputs[i] = inputs[i].detach();
+    inputs[i].requires_grad_();
+    checked[i] = true;
+  }
+  Tensor y = f(inputs);
+  if (!y.defined()) return ::testing::AssertionFailure() << "gradcheck: f returned an undefined tensor";
+  if (y.dtype() != DType::F64)
+    return ::testing::AssertionFailure() << "gradcheck: f returned " << dtype_name(y.dtype()) << ", needs f64";
+  Tensor w = randn(y.shape(), opt.weight_seed, 0, DType::F64, y.device());
+  Tensor loss = sum(mul(y, w));
+  if (loss.requires_grad()) loss.backward();
+
+  auto eval = [&] {
+    NoGradGuard ng;
+    return sum(mul(f(inputs), w)).item();
+  };
+  std::ostringstream report;
+  int bad = 0;
+  int64_t compared = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!checked[i]) continue;
+    Tensor& x = inputs[i];
+    const int64_t n = x.numel();
+    std::vector<double> analytic(static_cast<size_t>(n), 0.0);
+    if (x.grad().defined()) {
+      if (x.grad().shape() != x.shape())
+        return ::testing::AssertionFailure() << "gradcheck: input " << i << " has shape " << shape_str(x.shape())
+                                             << " but its gradient " << shape_str(x.grad().shape());
+      analytic = x.grad().to_vector<double>();
+    }
+    double* base = static_cast<double*>(x.raw_data());
+    for (int64_t j = 0; j < n; ++j) {
+      // Row-major element j of a strided view.
+      int64_t off = 0, rem = j;
+      for (int64_t d = x.dim() - 1; d >= 0; --d) {
+        off += (rem % x.shape()[d]) * x.strides()[d];
+        rem /= x.shape()[d];
+      }
+      double& v = base[off];
+      const double orig = v;
+      v = orig + opt.eps;
+      const double lp = eval();
+      v = orig - opt.eps;
+      const double lm = eval();
+      v = orig;
+      const double numeric = (lp - lm) / (2 * opt.eps);
+      const double a = analytic[static_cast<size_t>(j)];
+      ++compared;
+      if (!(std::abs(a - numeric) <= opt.atol + opt.rtol * std::abs(numeric))) {
+        if (bad++ < opt.max_reports)
+          report << "\n  input " << i << " " << shape_str(x.shape()) << " element " << j << ": analytic " << a
+                 << ", numeric " << numeric;
+      }
+    }
+  }
+  if (compared == 0) return ::testing::AssertionFailure() << "gradcheck: no f64 input to check";
+  if (bad > 0)
+    return ::testing::AssertionFailure() << "gradcheck: " << bad << " of " << compared
+                                         << " gradient elements differ" << report.str();
+  return ::testing::AssertionSuccess();
+}
+
+}  // namespace lowrank::testing
