@@ -3,6 +3,9 @@
 
 namespace lowrank::cpu {
 
+// Fused Adam/AdamW update (adam.cpp).
+void adam_step(const AdamArgs& a, const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v);
+
 void register_nn_kernels(Backend& t) {
   t.softmax = softmax;
   t.softmax_backward = softmax_backward;
@@ -15,6 +18,7 @@ void register_nn_kernels(Backend& t) {
   t.lora_forward = lora_forward;
   t.lora_backward = lora_backward;
   t.svd = svd;
+  t.adam_step = adam_step;
 }
 
 }  // namespace lowrank::cpu

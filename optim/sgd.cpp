@@ -1,0 +1,60 @@
+// SGD written with framework ops, so it runs on every backend; the operation order follows
+// torch.optim.SGD's single-tensor path.
+#include "optim/sgd.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "core/ops.h"
+
+namespace lowrank::optim {
+
+SGD::SGD(NamedParameters params, const SgdOptions& o) : Optimizer(std::move(params), o.lr), options_(o) {
+  LR_CHECK(std::isfinite(o.momentum) && o.momentum >= 0, "SGD: momentum must be >= 0, got {}", o.momentum);
+  LR_CHECK(std::isfinite(o.dampening), "SGD: dampening must be finite, got {}", o.dampening);
+  LR_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "SGD: weight_decay must be >= 0, got {}",
+           o.weight_decay);
+  LR_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
+           "SGD: Nesterov momentum needs momentum > 0 and dampening 0, got momentum {} dampening {}", o.momentum,
+           o.dampening);
+}
+
+void SGD::update(int64_t, double lr) {
+  const SgdOptions& o = options_;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i].second;
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    LR_CHECK(g.shape() == p.shape() && g.dtype() == p.dtype(), "SGD: parameter '{}' is {} {} but its gradient is {} {}",
+             params_[i].first, dtype_name(p.dtype()), p.shape(), dtype_name(g.dtype()), g.shape());
+    Tensor d = o.weight_decay != 0 ? add(g, mul(p, o.weight_decay)) : g;
+    if (o.momentum != 0) {
+      auto it = state_[i].find("momentum_buffer");
+      if (it == state_[i].end()) {
+        state_[i]["momentum_buffer"] = d.clone();  // never aliases the gradient
+      } else {
+        Tensor& buf = it->second;
+        buf.copy_(add(mul(buf, o.momentum), mul(d, 1.0 - o.dampening)));
+      }
+      const Tensor& buf = state_[i].at("momentum_buffer");
+      d = o.nesterov ? add(d, mul(buf, o.momentum)) : buf;
+    }
+    p.copy_(add(p, mul(d, -lr)));
+  }
+}
+
+std::map<std::string, std::string> SGD::hyperparameters() const {
+  auto num = [](double v) {
+    std::ostringstream os;
+    os.precision(17);
+    os << v;
+    return os.str();
+  };
+  return {{"lr", num(options_.lr)},
+          {"momentum", num(options_.momentum)},
+          {"dampening", num(options_.dampening)},
+          {"weight_decay", num(options_.weight_decay)},
+          {"nesterov", options_.nesterov ? "true" : "false"}};
+}
+
+}  // namespace lowrank::optim
