@@ -1,28 +1,14 @@
-// Storage and the built-in 64-byte-aligned CPU allocator.
+// Storage and the table of allocators per device type (the CPU one is core/cpu_allocator.cpp).
 #include "core/storage.h"
 
-#include <cstdlib>
-#include <new>
-
+#include "core/cpu_allocator.h"
 #include "core/dispatch.h"
 #include "core/error.h"
 
 namespace lowrank {
 namespace {
 
-class CpuAllocator final : public Allocator {
- public:
-  void* allocate(size_t nbytes) override {
-    size_t rounded = (nbytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-    LR_CHECK(p != nullptr, "out of host memory allocating {} bytes", nbytes);
-    return p;
-  }
-  void deallocate(void* p, size_t) override { std::free(p); }
-};
-
-CpuAllocator g_cpu_allocator;
-Allocator* g_allocators[kNumDeviceTypes] = {&g_cpu_allocator, nullptr};
+Allocator* g_allocators[kNumDeviceTypes] = {cpu_caching_allocator(), nullptr};
 
 }  // namespace
 

@@ -5,11 +5,10 @@
 #include <limits>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace lowrank::cpu {
 namespace {
-
-constexpr int64_t kParallelElems = 1 << 15;
 
 // log(sum(exp(x - max))) + max over one row, accumulated in f64.
 template <class T>
@@ -23,34 +22,32 @@ double logsumexp_row(const T* x, int64_t c) {
 
 template <class T>
 void forward_typed(const T* x, const int64_t* labels, int64_t ignore, T* losses, int64_t n, int64_t c) {
-#pragma omp parallel for schedule(static) if (n > 1 && n * c >= kParallelElems)
-  for (int64_t i = 0; i < n; ++i) {
+  parallel_for(n, n * c >= kParallelMinElems, [&](int64_t i) {
     const int64_t l = labels[i];
     if (l == ignore) {
       losses[i] = 0;
-      continue;
+      return;
     }
     const T* row = x + i * c;
     losses[i] = static_cast<T>(logsumexp_row(row, c) - static_cast<double>(row[l]));
-  }
+  });
 }
 
 template <class T>
 void backward_typed(const T* x, const int64_t* labels, int64_t ignore, const T* gl, T* gx, int64_t n, int64_t c) {
-#pragma omp parallel for schedule(static) if (n > 1 && n * c >= kParallelElems)
-  for (int64_t i = 0; i < n; ++i) {
+  parallel_for(n, n * c >= kParallelMinElems, [&](int64_t i) {
     const int64_t l = labels[i];
     T* out = gx + i * c;
     if (l == ignore) {
       std::fill(out, out + c, T(0));
-      continue;
+      return;
     }
     const T* row = x + i * c;
     const double lse = logsumexp_row(row, c);
     const double g = static_cast<double>(gl[i]);
     for (int64_t j = 0; j < c; ++j) out[j] = static_cast<T>(std::exp(static_cast<double>(row[j]) - lse) * g);
     out[l] -= static_cast<T>(g);
-  }
+  });
 }
 
 }  // namespace

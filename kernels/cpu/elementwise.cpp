@@ -84,6 +84,9 @@ void unary_loop(const Tensor& x, const Tensor& out, T a) {
     if (st[0] == 1 && st[1] == 1) {
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) oi[i] = apply_unary<T>(Op, xi[i], a);
+    } else if (st[0] == 0 && st[1] == 1) {  // a broadcast input (e.g. the gradient of a sum)
+      const T v = apply_unary<T>(Op, xi[0], a);
+      for (int64_t i = 0; i < n; ++i) oi[i] = v;
     } else {
       for (int64_t i = 0; i < n; ++i) oi[i * st[1]] = apply_unary<T>(Op, xi[i * st[0]], a);
     }
@@ -107,6 +110,10 @@ void binary_loop(const Tensor& x, const Tensor& y, const Tensor& out, T a) {
       const T yv = yi[0];
 #pragma omp simd
       for (int64_t i = 0; i < n; ++i) oi[i] = apply_binary<T>(Op, xi[i], yv, a);
+    } else if (st[0] == 0 && st[1] == 1 && st[2] == 1) {
+      const T xv = xi[0];
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) oi[i] = apply_binary<T>(Op, xv, yi[i], a);
     } else {
       for (int64_t i = 0; i < n; ++i) oi[i * st[2]] = apply_binary<T>(Op, xi[i * st[0]], yi[i * st[1]], a);
     }

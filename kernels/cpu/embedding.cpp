@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace lowrank::cpu {
 namespace {
@@ -27,9 +28,9 @@ bool embedding(const Tensor& weight, const Tensor& ids, const Tensor& out) {
   const size_t row_bytes = static_cast<size_t>(d) * dtype_size(weight.dtype());
   const auto* pw = static_cast<const char*>(weight.raw_data());
   auto* po = static_cast<char*>(out.raw_data());
-#pragma omp parallel for schedule(static) if (n * d >= (1 << 16))
-  for (int64_t i = 0; i < n; ++i)
+  parallel_for(n, n * d >= kParallelMinElems, [&](int64_t i) {
     std::memcpy(po + static_cast<size_t>(i) * row_bytes, pw + static_cast<size_t>(pid[i]) * row_bytes, row_bytes);
+  });
   return true;
 }
 

@@ -6,16 +6,14 @@
 #include <omp.h>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace lowrank::cpu {
 namespace {
 
-constexpr int64_t kParallelElems = 1 << 15;
-
 template <class T>
 void forward_typed(const T* x, const T* w, const T* b, double eps, T* y, T* mean, T* rstd, int64_t rows, int64_t d) {
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * d >= kParallelElems)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * d >= kParallelMinElems, [&](int64_t r) {
     const T* xr = x + r * d;
     T* yr = y + r * d;
     // Two passes in f64: the variance of rows with a large mean stays accurate.
@@ -32,7 +30,7 @@ void forward_typed(const T* x, const T* w, const T* b, double eps, T* y, T* mean
     for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mu_t) * rs_t * w[j] + b[j];
     mean[r] = mu_t;
     rstd[r] = rs_t;
-  }
+  });
 }
 
 // gx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)), gxhat = gy * w;
@@ -40,34 +38,38 @@ void forward_typed(const T* x, const T* w, const T* b, double eps, T* y, T* mean
 template <class T>
 void backward_typed(const T* x, const T* w, const T* mean, const T* rstd, const T* gy, T* gx, T* gw, T* gb,
                     int64_t rows, int64_t d) {
-  const bool par = rows > 1 && rows * d >= kParallelElems;
+  const bool par = rows > 1 && rows * d >= kParallelMinElems;
   const int nt = par ? omp_get_max_threads() : 1;
   std::vector<double> part(static_cast<size_t>(nt) * 2 * static_cast<size_t>(d), 0.0);
-#pragma omp parallel num_threads(nt) if (par)
-  {
-    double* pw = part.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * static_cast<size_t>(d);
-    double* pb = pw + d;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* xr = x + r * d;
-      const T* gr = gy + r * d;
-      T* out = gx + r * d;
-      const double mu = mean[r], rs = rstd[r];
-      double s1 = 0, s2 = 0;
-      for (int64_t j = 0; j < d; ++j) {
-        const double xh = (xr[j] - mu) * rs, g = gr[j];
-        const double gxh = g * w[j];
-        s1 += gxh;
-        s2 += gxh * xh;
-        pw[j] += g * xh;
-        pb[j] += g;
-      }
-      const double m1 = s1 / static_cast<double>(d), m2 = s2 / static_cast<double>(d);
-      for (int64_t j = 0; j < d; ++j) {
-        const double xh = (xr[j] - mu) * rs;
-        out[j] = static_cast<T>(rs * (static_cast<double>(gr[j]) * w[j] - m1 - xh * m2));
-      }
+  auto row = [&](int64_t r, double* pw, double* pb) {
+    const T* xr = x + r * d;
+    const T* gr = gy + r * d;
+    T* out = gx + r * d;
+    const double mu = mean[r], rs = rstd[r];
+    double s1 = 0, s2 = 0;
+    for (int64_t j = 0; j < d; ++j) {
+      const double xh = (xr[j] - mu) * rs, g = gr[j];
+      const double gxh = g * w[j];
+      s1 += gxh;
+      s2 += gxh * xh;
+      pw[j] += g * xh;
+      pb[j] += g;
     }
+    const double m1 = s1 / static_cast<double>(d), m2 = s2 / static_cast<double>(d);
+    for (int64_t j = 0; j < d; ++j) {
+      const double xh = (xr[j] - mu) * rs;
+      out[j] = static_cast<T>(rs * (static_cast<double>(gr[j]) * w[j] - m1 - xh * m2));
+    }
+  };
+  if (par) {
+#pragma omp parallel num_threads(nt)
+    {
+      double* pw = part.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * static_cast<size_t>(d);
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) row(r, pw, pw + d);
+    }
+  } else {
+    for (int64_t r = 0; r < rows; ++r) row(r, part.data(), part.data() + d);
   }
   for (int64_t j = 0; j < d; ++j) {
     double sw = 0, sb = 0;

@@ -1,6 +1,7 @@
 // CPU Philox random fill; the CUDA twin draws the same numbers (core/rng.h).
 #include "core/rng.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace lowrank::cpu {
 
@@ -12,12 +13,10 @@ void random(RandomKind kind, uint64_t seed, uint64_t offset, const Tensor& out) 
   };
   if (out.dtype() == DType::F32) {
     float* p = static_cast<float*>(out.raw_data());
-#pragma omp parallel for if (n >= (1 << 16))
-    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(draw(i));
+    parallel_for(n, n >= 2 * kParallelMinElems, [&](int64_t i) { p[i] = static_cast<float>(draw(i)); });
   } else {
     double* p = static_cast<double*>(out.raw_data());
-#pragma omp parallel for if (n >= (1 << 16))
-    for (int64_t i = 0; i < n; ++i) p[i] = draw(i);
+    parallel_for(n, n >= 2 * kParallelMinElems, [&](int64_t i) { p[i] = draw(i); });
   }
 }
 

@@ -11,8 +11,8 @@ namespace {
 
 // Splits x's axes into kept (outer, in order) and reduced (inner) ones.
 struct Split {
-  Shape outer, inner;
-  Strides outer_st, inner_st;
+  DimVec outer, inner;
+  DimVec outer_st, inner_st;
 };
 
 Split split_axes(const Tensor& x, uint64_t mask) {
@@ -29,12 +29,39 @@ Split split_axes(const Tensor& x, uint64_t mask) {
   return s;
 }
 
+// Sums in f64 with independent partial sums: one accumulator would chain every add on the
+// previous one's latency; eight let the adds overlap and vectorize.
+template <class T>
+double sum_contiguous(const T* p, int64_t n) {
+  constexpr int kLanes = 8;
+  double acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += static_cast<double>(p[i + l]);
+  double s = 0;
+  for (; i < n; ++i) s += static_cast<double>(p[i]);
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
+template <class T>
+double sum_strided(const T* p, int64_t n, int64_t st) {
+  double a0 = 0, a1 = 0;
+  int64_t i = 0;
+  for (; i + 2 <= n; i += 2) {
+    a0 += static_cast<double>(p[i * st]);
+    a1 += static_cast<double>(p[(i + 1) * st]);
+  }
+  if (i < n) a0 += static_cast<double>(p[i * st]);
+  return a0 + a1;
+}
+
 template <class T>
 void reduce_typed(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t mask) {
   const T* px = static_cast<const T*>(x.raw_data());
   T* po = static_cast<T*>(out.raw_data());
   Split s = split_axes(x, mask);
-  const int64_t n_out = shape_numel(s.outer);
+  const int64_t n_out = s.outer.numel();
   const bool is_sum = op == ReduceOp::Sum;
 
   // Fast path: sum over leading axes of a row-major block (bias gradients): accumulate rows.
@@ -42,7 +69,7 @@ void reduce_typed(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t mask
     int64_t lead = 0;
     while (lead < x.dim() && (mask & (1ull << lead))) ++lead;
     if (lead == static_cast<int64_t>(s.inner.size())) {
-      const int64_t rows = shape_numel(s.inner);
+      const int64_t rows = s.inner.numel();
       std::fill(po, po + n_out, T(0));
       for (int64_t r = 0; r < rows; ++r) {
         const T* row = px + r * n_out;
@@ -53,12 +80,9 @@ void reduce_typed(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t mask
     }
   }
 
-  Strides outer_cs = contiguous_strides(s.outer);
-  Strides dummy(s.inner.size(), 0);
-  auto L = make_loop<1>(s.inner.empty() ? Shape{1} : s.inner, {s.inner.empty() ? &dummy : &s.inner_st});
-  if (s.inner.empty()) L.strides[0] = {0};
-#pragma omp parallel for schedule(static) if (n_out > 64 && x.numel() >= (1 << 16))
-  for (int64_t o = 0; o < n_out; ++o) {
+  const DimVec one{1}, zero{0};
+  auto L = s.inner.empty() ? make_loop<1>(one, {&zero}) : make_loop<1>(s.inner, {&s.inner_st});
+  parallel_for(n_out, n_out > 64 && x.numel() >= 2 * kParallelMinElems, [&](int64_t o) {
     int64_t base = 0, rem = o;
     for (size_t d = s.outer.size(); d-- > 0;) {
       base += (rem % s.outer[d]) * s.outer_st[d];
@@ -79,7 +103,7 @@ void reduce_typed(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t mask
       }
       const int64_t st = L.strides[0].back();
       if (is_sum) {
-        for (int64_t i = 0; i < inner; ++i) acc += static_cast<Acc>(px[off + i * st]);
+        acc += st == 1 ? sum_contiguous(px + off, inner) : sum_strided(px + off, inner, st);
       } else {
         for (int64_t i = 0; i < inner; ++i) {
           Acc v = static_cast<Acc>(px[off + i * st]);
@@ -87,9 +111,8 @@ void reduce_typed(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t mask
         }
       }
     }
-    (void)outer_cs;
     po[o] = static_cast<T>(acc);
-  }
+  });
 }
 
 template <class T>
@@ -97,7 +120,7 @@ void argmax_typed(const Tensor& x, const Tensor& out, int axis) {
   const T* px = static_cast<const T*>(x.raw_data());
   int64_t* po = static_cast<int64_t*>(out.raw_data());
   Split s = split_axes(x, 1ull << axis);
-  const int64_t n_out = shape_numel(s.outer), n = s.inner[0], st = s.inner_st[0];
+  const int64_t n_out = s.outer.numel(), n = s.inner[0], st = s.inner_st[0];
   for (int64_t o = 0; o < n_out; ++o) {
     int64_t base = 0, rem = o;
     for (size_t d = s.outer.size(); d-- > 0;) {

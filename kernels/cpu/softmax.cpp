@@ -5,17 +5,14 @@
 #include <limits>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace lowrank::cpu {
 namespace {
 
-// Rows run in parallel once a call has this many elements: below it the thread wake-up costs more.
-constexpr int64_t kParallelElems = 1 << 15;
-
 template <class T>
 void softmax_typed(const T* x, T* y, int64_t rows, int64_t cols, bool log) {
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * cols >= kParallelElems)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * cols >= kParallelMinElems, [&](int64_t r) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
     T mx = -std::numeric_limits<T>::infinity();
@@ -34,13 +31,12 @@ void softmax_typed(const T* x, T* y, int64_t rows, int64_t cols, bool log) {
       const T inv = static_cast<T>(1.0 / s);
       for (int64_t j = 0; j < cols; ++j) yr[j] *= inv;
     }
-  }
+  });
 }
 
 template <class T>
 void softmax_backward_typed(const T* y, const T* gy, T* gx, int64_t rows, int64_t cols, bool log) {
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * cols >= kParallelElems)
-  for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, rows * cols >= kParallelMinElems, [&](int64_t r) {
     const T* yr = y + r * cols;
     const T* gr = gy + r * cols;
     T* xr = gx + r * cols;
@@ -54,7 +50,7 @@ void softmax_backward_typed(const T* y, const T* gy, T* gx, int64_t rows, int64_
       const T st = static_cast<T>(s);
       for (int64_t j = 0; j < cols; ++j) xr[j] = yr[j] * (gr[j] - st);
     }
-  }
+  });
 }
 
 }  // namespace

@@ -2,21 +2,57 @@
 #pragma once
 #include <array>
 #include <cstdint>
-#include <vector>
+#include <initializer_list>
+#include <type_traits>
 
+#include "core/error.h"
 #include "core/tensor.h"
+#include "kernels/cpu/parallel.h"
 
 namespace lowrank::cpu {
 
+// Most axes a CPU kernel loop handles (after coalescing, at most the tensor's rank).
+constexpr size_t kMaxLoopDims = 32;
+
+// A fixed-capacity vector of sizes or strides: loop set-up allocates nothing, which matters for
+// the microsecond ops of small tensors.
+class DimVec {
+ public:
+  DimVec() = default;
+  DimVec(std::initializer_list<int64_t> v) {
+    for (int64_t x : v) push_back(x);
+  }
+  void push_back(int64_t v) {
+    LR_CHECK(n_ < kMaxLoopDims, "CPU kernels handle at most {} axes", kMaxLoopDims);
+    d_[n_++] = v;
+  }
+  int64_t& operator[](size_t i) { return d_[i]; }
+  int64_t operator[](size_t i) const { return d_[i]; }
+  int64_t& back() { return d_[n_ - 1]; }
+  int64_t back() const { return d_[n_ - 1]; }
+  size_t size() const { return n_; }
+  bool empty() const { return n_ == 0; }
+  int64_t numel() const {
+    int64_t p = 1;
+    for (size_t i = 0; i < n_; ++i) p *= d_[i];
+    return p;
+  }
+
+ private:
+  std::array<int64_t, kMaxLoopDims> d_;
+  size_t n_ = 0;
+};
+
 template <size_t N>
 struct StridedLoop {
-  std::vector<int64_t> shape;                  // coalesced, at least one axis
-  std::array<std::vector<int64_t>, N> strides;  // in elements, per operand
+  DimVec shape;                  // coalesced, at least one axis
+  std::array<DimVec, N> strides;  // in elements, per operand
 };
 
 // Merges adjacent axes that are contiguous with each other in every operand; drops size-1 axes.
-template <size_t N>
-StridedLoop<N> make_loop(const Shape& shape, const std::array<const Strides*, N>& strides) {
+// Shp is Shape or DimVec; the strides have the same type.
+template <size_t N, class Shp>
+StridedLoop<N> make_loop(const Shp& shape, const std::array<const std::type_identity_t<Shp>*, N>& strides) {
   StridedLoop<N> L;
   for (size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] == 1) continue;
@@ -50,9 +86,11 @@ void for_each_row(const StridedLoop<N>& L, F&& f) {
   for (int64_t d = 0; d + 1 < nd; ++d) rows *= L.shape[d];
   std::array<int64_t, N> ist;
   for (size_t k = 0; k < N; ++k) ist[k] = L.strides[k].back();
-  const bool par = rows > 1 && rows * inner >= (1 << 16);
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t r = 0; r < rows; ++r) {
+  if (rows == 1) {  // the common case of contiguous operands: no index arithmetic
+    f(std::array<int64_t, N>{}, inner, ist);
+    return;
+  }
+  parallel_for(rows, rows * inner >= 2 * kParallelMinElems, [&](int64_t r) {
     std::array<int64_t, N> off{};
     int64_t rem = r;
     for (int64_t d = nd - 2; d >= 0; --d) {
@@ -61,7 +99,7 @@ void for_each_row(const StridedLoop<N>& L, F&& f) {
       for (size_t k = 0; k < N; ++k) off[k] += i * L.strides[k][d];
     }
     f(off, inner, ist);
-  }
+  });
 }
 
 }  // namespace lowrank::cpu

@@ -1,6 +1,7 @@
 // Tensor construction, views (which share storage), copies, casts and printing on the CPU.
 #include <gtest/gtest.h>
 
+#include "core/cpu_allocator.h"
 #include "core/ops.h"
 #include "core/test_util.h"
 
@@ -145,4 +146,23 @@ TEST(Tensor, PrintShowsShapeDtypeAndValues) {
   std::string big = Tensor::arange(100).str();
   EXPECT_NE(big.find("..."), std::string::npos) << big;
   EXPECT_EQ(Tensor().str(), "Tensor(undefined)");
+}
+
+TEST(CpuAllocator, ReusesFreedBlocksOfTheSameClass) {
+  const CpuCacheStats before = cpu_cache_stats();
+  void* first = nullptr;
+  {
+    Tensor t = Tensor::empty({1000, 3});
+    first = t.storage()->data();
+  }
+  Tensor again = Tensor::empty({3000});  // same bytes: same size class
+  if (!before.enabled) GTEST_SKIP() << "the cache is off in sanitizer builds";
+  EXPECT_EQ(again.storage()->data(), first);
+  EXPECT_GT(cpu_cache_stats().hits, before.hits);
+  Tensor big = Tensor::empty({(1 << 20) + 3});  // odd size: still 64-byte aligned
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(big.storage()->data()) % 64, 0u);
+  big = Tensor();
+  EXPECT_GT(cpu_cache_stats().bytes_cached, 0u);
+  cpu_empty_cache();
+  EXPECT_EQ(cpu_cache_stats().bytes_cached, 0u);
 }

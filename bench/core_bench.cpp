@@ -1,0 +1,140 @@
+// Core overheads on the CPU, measured side by side in one run:
+//  * matmul through lowrank vs a direct cblas_sgemm into a preallocated C (ratio; goal <= 1.05),
+//  * per-op cost of forward + backward of a small elementwise chain on 32x128 tensors (goal
+//    <= 2 us per op), next to the same math as plain loops (the compute floor) and on 1x1
+//    tensors (pure framework overhead).
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <vector>
+
+#include "core/ops.h"
+
+using namespace lowrank;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// CPU time of this thread: on a machine shared with builds, wall time mostly measures the others.
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// us per op, from wall and thread CPU time over the whole loop.
+void set_per_op_counters(benchmark::State& state, Clock::time_point t0, double cpu0, int ops) {
+  const double per = 1e6 / (static_cast<double>(state.iterations()) * ops);
+  state.counters["us_per_op"] = per * seconds_since(t0);
+  state.counters["us_per_op_cpu"] = per * (thread_cpu_seconds() - cpu0);
+}
+
+void sgemm_direct(const Tensor& a, const Tensor& b, const Tensor& c, int64_t m, int64_t k, int64_t n) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
+              static_cast<blasint>(k), 1.0f, a.data<float>(), static_cast<blasint>(k), b.data<float>(),
+              static_cast<blasint>(n), 0.0f, c.data<float>(), static_cast<blasint>(n));
+}
+
+// Both paths alternate inside one iteration so that load from other processes hits both alike;
+// the reported time is lowrank's, the counters carry both and their ratio.
+void BM_MatmulVsSgemm(benchmark::State& state) {
+  const int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  Tensor a = randn({m, k}, 1), b = randn({k, n}, 2), c = Tensor::empty({m, n});
+  sgemm_direct(a, b, c, m, k, n);  // warm up BLAS threads and pages
+  benchmark::DoNotOptimize(matmul(a, b));
+  double t_lr = 0, t_blas = 0;
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    sgemm_direct(a, b, c, m, k, n);
+    t_blas += seconds_since(t0);
+    t0 = Clock::now();
+    Tensor y = matmul(a, b);
+    benchmark::DoNotOptimize(y.raw_data());
+    const double dt = seconds_since(t0);
+    t_lr += dt;
+    state.SetIterationTime(dt);
+  }
+  const double iters = static_cast<double>(state.iterations()), flop = 2.0 * m * k * n;
+  state.counters["lowrank_ms"] = 1e3 * t_lr / iters;
+  state.counters["sgemm_ms"] = 1e3 * t_blas / iters;
+  state.counters["ratio"] = t_lr / t_blas;
+  state.counters["lowrank_GFLOPs"] = flop * iters / t_lr * 1e-9;
+  state.counters["sgemm_GFLOPs"] = flop * iters / t_blas * 1e-9;
+}
+BENCHMARK(BM_MatmulVsSgemm)
+    ->Args({512, 512, 512})
+    ->Args({1024, 768, 768})
+    ->ArgNames({"m", "k", "n"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0);
+
+// The chain: 7 cheap forward ops (memory-bound, like most of a model's non-GEMM ops), each with
+// a backward step; w needs grad like a weight.
+constexpr int kChainOps = 7;
+Tensor chain(const Tensor& x, const Tensor& w) {
+  Tensor h = add(x, w);  // 1
+  h = mul(h, w);         // 2
+  h = relu(h);           // 3
+  h = sub(h, x);         // 4
+  h = mul(h, 0.5);       // 5
+  h = mul(h, h);         // 6
+  return sum(h);         // 7
+}
+
+// Same chain as plain loops over preallocated buffers: the compute no framework can avoid.
+void BM_PerOpPlainLoops(benchmark::State& state) {
+  const int64_t n = state.range(0) * state.range(1);
+  std::vector<float> x(n), w(n), h1(n), h2(n), h3(n), h4(n), h5(n), h6(n), g(n), gw(n);
+  Tensor xr = randn({n}, 3), wr = randn({n}, 4);
+  std::copy_n(xr.data<float>(), n, x.data());
+  std::copy_n(wr.data<float>(), n, w.data());
+  const auto t0 = Clock::now();
+  const double cpu0 = thread_cpu_seconds();
+  for (auto _ : state) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) h1[i] = x[i] + w[i];
+    for (int64_t i = 0; i < n; ++i) h2[i] = h1[i] * w[i];
+    for (int64_t i = 0; i < n; ++i) h3[i] = h2[i] > 0 ? h2[i] : 0.0f;
+    for (int64_t i = 0; i < n; ++i) h4[i] = h3[i] - x[i];
+    for (int64_t i = 0; i < n; ++i) h5[i] = h4[i] * 0.5f;
+    for (int64_t i = 0; i < n; ++i) h6[i] = h5[i] * h5[i];
+    for (int64_t i = 0; i < n; ++i) s += h6[i];
+    benchmark::DoNotOptimize(s);
+    for (int64_t i = 0; i < n; ++i) g[i] = 2.0f * h5[i];
+    for (int64_t i = 0; i < n; ++i) g[i] *= 0.5f;
+    for (int64_t i = 0; i < n; ++i) g[i] = h2[i] > 0 ? g[i] : 0.0f;
+    for (int64_t i = 0; i < n; ++i) gw[i] = g[i] * h1[i] + g[i] * w[i];
+    benchmark::DoNotOptimize(gw.data());
+    benchmark::ClobberMemory();
+  }
+  set_per_op_counters(state, t0, cpu0, kChainOps);
+}
+BENCHMARK(BM_PerOpPlainLoops)->Args({32, 128})->ArgNames({"rows", "cols"})->Unit(benchmark::kMicrosecond);
+
+// Forward + backward of the chain through lowrank; us_per_op = time per chain / ops in it.
+void BM_PerOp(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  Tensor x = randn({rows, cols}, 3), w = randn({rows, cols}, 4).requires_grad_();
+  chain(x, w).backward();
+  const auto t0 = Clock::now();
+  const double cpu0 = thread_cpu_seconds();
+  for (auto _ : state) {
+    w.zero_grad();
+    chain(x, w).backward();
+    benchmark::DoNotOptimize(w.grad().raw_data());
+  }
+  set_per_op_counters(state, t0, cpu0, kChainOps);
+}
+BENCHMARK(BM_PerOp)->Args({32, 128})->Args({1, 1})->ArgNames({"rows", "cols"})->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,120 @@
+// A size-bucketed cache in front of aligned_alloc. Every op allocates its output; without the
+// cache each 16 KB+ request made glibc consolidate its fast bins (and big ones went to mmap and
+// page faults), which cost more than the kernels of small ops. Sanitizer builds skip the cache
+// so that AddressSanitizer still sees every use after free.
+#include "core/cpu_allocator.h"
+
+#include <array>
+#include <cstdlib>
+#include <mutex>
+#include <vector>
+
+#include "core/error.h"
+#include "core/storage.h"
+
+namespace lowrank {
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kCache = false;
+#else
+constexpr bool kCache = true;
+#endif
+constexpr size_t kAlign = 64;
+// Blocks above this size are not cached (they are rare and glibc serves them with mmap).
+constexpr size_t kMaxCachedBlock = size_t{256} << 20;
+// At most this much freed memory is held; beyond it blocks go back to the C library.
+constexpr size_t kMaxCachedBytes = size_t{1} << 30;
+
+// Size classes: multiples of 64 bytes up to 4 KB, then eight steps per power of two (at most
+// 12.5% slack), so that nearby sizes share a class. Returns the class and its block size.
+constexpr size_t kSmallClasses = 4096 / kAlign;  // classes 1..64 (0 is unused)
+constexpr size_t kNumClasses = kSmallClasses + 1 + 8 * 64;
+
+size_t size_class(size_t n, size_t& block) {
+  if (n <= 4096) {
+    const size_t k = n == 0 ? 1 : (n + kAlign - 1) / kAlign;
+    block = k * kAlign;
+    return k;
+  }
+  const int log2 = 63 - __builtin_clzll(n);  // n in [2^log2, 2^(log2+1))
+  const size_t step = size_t{1} << (log2 - 3);
+  const size_t sub = (n - (size_t{1} << log2) + step - 1) / step;  // 0..8
+  block = (size_t{1} << log2) + sub * step;
+  return kSmallClasses + 1 + static_cast<size_t>(log2 - 12) * 8 + sub;
+}
+
+class CpuCachingAllocator final : public Allocator {
+ public:
+  void* allocate(size_t nbytes) override {
+    size_t size = 0;
+    const size_t c = size_class(nbytes, size);
+    if (kCache && size <= kMaxCachedBlock) {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::vector<void*>& bin = free_[c];
+      if (!bin.empty()) {
+        void* p = bin.back();
+        bin.pop_back();
+        cached_ -= size;
+        ++hits_;
+        return p;
+      }
+      ++misses_;
+    } else {
+      size = (nbytes + kAlign - 1) / kAlign * kAlign;  // uncached: no class slack
+    }
+    void* p = std::aligned_alloc(kAlign, size);
+    if (p == nullptr) {
+      empty_cache();
+      p = std::aligned_alloc(kAlign, size);
+    }
+    LR_CHECK(p != nullptr, "out of host memory allocating {} bytes", nbytes);
+    return p;
+  }
+
+  void deallocate(void* p, size_t nbytes) override {
+    size_t size = 0;
+    const size_t c = size_class(nbytes, size);
+    if (kCache && size <= kMaxCachedBlock) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cached_ + size <= kMaxCachedBytes) {
+        free_[c].push_back(p);
+        cached_ += size;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+  void empty_cache() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& bin : free_) {
+      for (void* p : bin) std::free(p);
+      bin.clear();
+    }
+    cached_ = 0;
+  }
+
+  CpuCacheStats stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {kCache, cached_, hits_, misses_};
+  }
+
+ private:
+  std::mutex mu_;
+  std::array<std::vector<void*>, kNumClasses> free_;
+  size_t cached_ = 0, hits_ = 0, misses_ = 0;
+};
+
+CpuCachingAllocator& instance() {
+  static auto* a = new CpuCachingAllocator();  // leaked on purpose: see the header
+  return *a;
+}
+
+}  // namespace
+
+Allocator* cpu_caching_allocator() { return &instance(); }
+CpuCacheStats cpu_cache_stats() { return instance().stats(); }
+void cpu_empty_cache() { instance().empty_cache(); }
+
+}  // namespace lowrank
