@@ -22,6 +22,11 @@ using Grads = std::vector<Tensor>;
 
 Tensor binary(BinaryOp op, OpKind kind, const char* name, const Tensor& a, const Tensor& b, double alpha = 0) {
   check_same(name, a, b);
+  if (a.shape() == b.shape()) {  // the common case: no broadcast views to build
+    Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
+    if (out.numel() > 0) kernel(a.device(), &Backend::binary, kind)(op, a, b, out, alpha);
+    return out;
+  }
   Shape s = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = Tensor::empty(s, a.dtype(), a.device());
   if (out.numel() > 0)
@@ -38,23 +43,21 @@ Tensor unary(UnaryOp op, OpKind kind, const Tensor& x, double alpha = 0) {
 
 }  // namespace
 
+// Backward lambdas capture inputs as they are, not detach()ed: the node already holds every input
+// that needs grad, so no lifetime changes, and a detached handle would cost an allocation.
+// Gradients of broadcast inputs are summed to the input's shape by backward() (autograd.cpp).
+
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = binary(BinaryOp::Add, OpKind::Add, "add", a, b);
-  if (needs_grad(a, b)) {
-    Shape sa = a.shape(), sb = b.shape();
-    record(OpKind::Add, out, {a, b}, [sa, sb](const Tensor& g) { return Grads{sum_to(g, sa), sum_to(g, sb)}; });
-  }
+  if (needs_grad(a, b)) record(OpKind::Add, out, {a, b}, [](const Tensor& g) { return Grads{g, g}; });
   return out;
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = binary(BinaryOp::Sub, OpKind::Sub, "sub", a, b);
   if (needs_grad(a, b)) {
-    Shape sa = a.shape(), sb = b.shape();
-    bool need_b = b.requires_grad();
-    record(OpKind::Sub, out, {a, b}, [sa, sb, need_b](const Tensor& g) {
-      return Grads{sum_to(g, sa), need_b ? sum_to(neg(g), sb) : Tensor()};
-    });
+    const bool need_b = b.requires_grad();
+    record(OpKind::Sub, out, {a, b}, [need_b](const Tensor& g) { return Grads{g, need_b ? neg(g) : Tensor()}; });
   }
   return out;
 }
@@ -62,10 +65,9 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary(BinaryOp::Mul, OpKind::Mul, "mul", a, b);
   if (needs_grad(a, b)) {
-    Tensor ad = a.detach(), bd = b.detach();
-    bool na = a.requires_grad(), nb = b.requires_grad();
-    record(OpKind::Mul, out, {a, b}, [ad, bd, na, nb](const Tensor& g) {
-      return Grads{na ? sum_to(mul(g, bd), ad.shape()) : Tensor(), nb ? sum_to(mul(g, ad), bd.shape()) : Tensor()};
+    const bool na = a.requires_grad(), nb = b.requires_grad();
+    record(OpKind::Mul, out, {a, b}, [a, b, na, nb](const Tensor& g) {
+      return Grads{na ? mul(g, b) : Tensor(), nb ? mul(g, a) : Tensor()};
     });
   }
   return out;
@@ -74,7 +76,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = binary(BinaryOp::Div, OpKind::Div, "div", a, b);
   if (needs_grad(a, b)) {
-    Tensor bd = b.detach(), od = out.detach();
+    const Tensor& bd = b;
+    Tensor od = out.detach();
     Shape sa = a.shape();
     bool na = a.requires_grad(), nb = b.requires_grad();
     record(OpKind::Div, out, {a, b}, [bd, od, sa, na, nb](const Tensor& g) {
@@ -88,7 +91,8 @@ Tensor div(const Tensor& a, const Tensor& b) {
 Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = binary(BinaryOp::Pow, OpKind::Pow, "pow", a, b);
   if (needs_grad(a, b)) {
-    Tensor ad = a.detach(), bd = b.detach(), od = out.detach();
+    const Tensor &ad = a, &bd = b;
+    Tensor od = out.detach();
     bool na = a.requires_grad(), nb = b.requires_grad();
     record(OpKind::Pow, out, {a, b}, [ad, bd, od, na, nb](const Tensor& g) {
       Tensor ga, gb;
@@ -103,7 +107,7 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 static Tensor extremum(BinaryOp op, OpKind kind, const char* name, const Tensor& a, const Tensor& b) {
   Tensor out = binary(op, kind, name, a, b);
   if (needs_grad(a, b)) {
-    Tensor ad = a.detach(), bd = b.detach();
+    const Tensor &ad = a, &bd = b;
     bool is_max = op == BinaryOp::Maximum;
     record(kind, out, {a, b}, [ad, bd, is_max](const Tensor& g) {
       Tensor pick_a = is_max ? ge(ad, bd) : le(ad, bd);  // ties go to a
@@ -153,7 +157,7 @@ Tensor div(const Tensor& a, double s) { return mul(a, 1.0 / s); }
 Tensor pow(const Tensor& a, double e) {
   Tensor out = unary(UnaryOp::PowScalar, OpKind::PowScalar, a, e);
   if (needs_grad(a)) {
-    Tensor ad = a.detach();
+    const Tensor& ad = a;
     record(OpKind::PowScalar, out, {a}, [ad, e](const Tensor& g) { return Grads{mul(g, mul(pow(ad, e - 1.0), e))}; });
   }
   return out;
@@ -166,7 +170,8 @@ Tensor rsub(double s, const Tensor& a) {
 Tensor rdiv(double s, const Tensor& a) {
   Tensor out = unary(UnaryOp::RDivScalar, OpKind::RDivScalar, a, s);
   if (needs_grad(a)) {
-    Tensor ad = a.detach(), od = out.detach();
+    const Tensor& ad = a;
+    Tensor od = out.detach();
     record(OpKind::RDivScalar, out, {a}, [ad, od](const Tensor& g) { return Grads{neg(div(mul(g, od), ad))}; });
   }
   return out;
@@ -190,7 +195,7 @@ Tensor exp(const Tensor& a) {
 Tensor log(const Tensor& a) {
   Tensor out = unary(UnaryOp::Log, OpKind::Log, a);
   if (needs_grad(a)) {
-    Tensor ad = a.detach();
+    const Tensor& ad = a;
     record(OpKind::Log, out, {a}, [ad](const Tensor& g) { return Grads{div(g, ad)}; });
   }
   return out;
@@ -230,7 +235,7 @@ Tensor sigmoid(const Tensor& a) {
 Tensor relu(const Tensor& a) {
   Tensor out = unary(UnaryOp::Relu, OpKind::Relu, a);
   if (needs_grad(a)) {
-    Tensor ad = a.detach();
+    const Tensor& ad = a;
     record(OpKind::Relu, out, {a}, [ad](const Tensor& g) {
       return Grads{binary(BinaryOp::ReluBackward, OpKind::Relu, "relu_backward", ad, g)};
     });
@@ -240,7 +245,7 @@ Tensor relu(const Tensor& a) {
 Tensor gelu(const Tensor& a) {
   Tensor out = unary(UnaryOp::Gelu, OpKind::Gelu, a);
   if (needs_grad(a)) {
-    Tensor ad = a.detach();
+    const Tensor& ad = a;
     record(OpKind::Gelu, out, {a}, [ad](const Tensor& g) {
       return Grads{binary(BinaryOp::GeluBackward, OpKind::Gelu, "gelu_backward", ad, g)};
     });
@@ -250,7 +255,7 @@ Tensor gelu(const Tensor& a) {
 Tensor abs(const Tensor& a) {
   Tensor out = unary(UnaryOp::Abs, OpKind::Abs, a);
   if (needs_grad(a)) {
-    Tensor ad = a.detach();
+    const Tensor& ad = a;
     record(OpKind::Abs, out, {a}, [ad](const Tensor& g) {
       return Grads{mul(g, unary(UnaryOp::Sign, OpKind::Abs, ad))};
     });

@@ -110,7 +110,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
            b.shape(), a.size(-1), b.size(-2));
   Tensor out = matmul_forward(a, b);
   if (needs_grad(a, b)) {
-    Tensor ad = a.detach(), bd = b.detach();
+    const Tensor &ad = a, &bd = b;
     bool na = a.requires_grad(), nb = b.requires_grad();
     record(OpKind::Matmul, out, {a, b}, [ad, bd, na, nb](const Tensor& g) {
       Tensor ga, gb;

@@ -98,7 +98,8 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
   Tensor kept = reduce_raw(ReduceOp::Max, OpKind::Max, x, mask);
   Tensor out = finish(kept, mask, keepdim);
   if (needs_grad(x)) {
-    Tensor xd = x.detach(), kd = kept.detach();
+    const Tensor& xd = x;
+    Tensor kd = kept.detach();  // kept may be out itself
     std::vector<int64_t> ax;
     for (int64_t i = 0; i < x.dim(); ++i)
       if (mask & (1ull << i)) ax.push_back(i);
