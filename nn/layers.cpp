@@ -2,6 +2,7 @@
 #include "nn/layers.h"
 
 #include "core/ops.h"
+#include "nn/functional.h"
 
 namespace lowrank::nn {
 
@@ -51,10 +52,7 @@ Tensor Dense::forward(const Tensor& x) {
   LR_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == in_,
            "Dense: input {} does not end in in_features {} (kernel {})", x.defined() ? x.shape() : Shape{}, in_,
            kernel_.shape());
-  Tensor y = matmul(x.dim() == 1 ? x.unsqueeze(0) : x, kernel_.mT());
-  if (x.dim() == 1) y = y.squeeze(0);
-  if (bias_.defined()) y = add(y, bias_);
-  return apply_activation(activation_, y);
+  return apply_activation(activation_, linear(x, kernel_, bias_));
 }
 
 std::string Dense::describe() const {

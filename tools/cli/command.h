@@ -16,6 +16,7 @@ using RunFn = std::function<int()>;
 
 // Each subcommand file defines one of these; main.cpp calls them all (add yours to both lists).
 RunFn register_version(CLI::App& app);
+RunFn register_train_mlp(CLI::App& app);
 RunFn register_similarity(CLI::App& app);
 
 }  // namespace lowrank::cli

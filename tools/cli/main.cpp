@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     if (subs.size() > before) runs[subs.back()] = std::move(fn);
   };
   add(register_version);
+  add(register_train_mlp);
   add(register_similarity);
   try {
     app.parse(argc, argv);
