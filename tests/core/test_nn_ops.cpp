@@ -42,6 +42,15 @@ TEST_P(NnOps, SoftmaxHandWorked) {
                           {std::log(lo), std::log(lo), std::log(1 - lo), std::log(1 - lo)}, t));
 }
 
+TEST_P(NnOps, SoftmaxOfCausallyMaskedScores) {
+  // Attention rows after masked_fill(-inf): masked entries get exactly 0, the rest renormalise.
+  Tensor scores = vec({1, 2, 3, 1, 2, 3, 1, 2, 3}, {3, 3});
+  Tensor mask = Tensor::from_data<uint8_t>(std::vector<uint8_t>{0, 1, 1, 0, 0, 1, 0, 0, 0}, {3, 3});
+  Tensor p = softmax(masked_fill(scores, mask, -INFINITY));
+  const double e = 1 / (1 + std::exp(1.0));
+  EXPECT_TRUE(values_near(p, {1, 0, 0, e, 1 - e, 0, kSoftmax123[0], kSoftmax123[1], kSoftmax123[2]}, tol_for(dt())));
+}
+
 TEST_P(NnOps, SoftmaxAnyAxisOfViewsMatchesHostLoop) {
   // [5, 7, 3] odd sizes; the input is a transposed view of a [5, 3, 7] tensor.
   Tensor x = randn({5, 3, 7}, 21, 0, dt()).transpose(1, 2);

@@ -48,6 +48,11 @@ TEST(Philox, TensorElementsFollowTheCounterLayout) {
   // f32 and f64 draw the same (24-bit) numbers.
   std::vector<double> uf = rand({11}, seed, offset, DType::F32).to_vector<double>();
   EXPECT_EQ(uf, u);
+  // Normals: element i is philox_normal(seed, offset, i), the definition the CUDA kernel shares.
+  std::vector<double> z = randn({11}, seed, offset, DType::F64).to_vector<double>();
+  for (uint64_t i = 0; i < 11; ++i) EXPECT_EQ(z[i], philox_normal(seed, offset, i)) << i;
+  std::vector<double> zl = randn({70001}, 3, 5, DType::F64).to_vector<double>();  // a parallel fill
+  for (uint64_t i : {0ull, 1ull, 2ull, 3ull, 4ull, 35000ull, 69999ull, 70000ull}) EXPECT_EQ(zl[i], philox_normal(3, 5, i)) << i;
 }
 
 TEST(Random, SameSeedSameBitsOtherSeedOtherBits) {
