@@ -18,5 +18,6 @@ using RunFn = std::function<int()>;
 RunFn register_version(CLI::App& app);
 RunFn register_train_mlp(CLI::App& app);
 RunFn register_similarity(CLI::App& app);
+RunFn register_lora_experiment(CLI::App& app);
 
 }  // namespace lowrank::cli

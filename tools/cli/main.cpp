@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   add(register_version);
   add(register_train_mlp);
   add(register_similarity);
+  add(register_lora_experiment);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,73 @@
+// The LoRA-as-compression experiment (the main job): scale a trained layer's kernel, freeze the
+// model, train LoRA adapters of several ranks and seeds, compare with the compression variant
+// and plain truncated SVD, and analyse the adapters' subspaces. Used by `lowrank lora-experiment`.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "analysis/delta_report.h"
+#include "analysis/similarity.h"
+
+namespace lowrank::cli {
+
+struct LoraExperimentOptions {
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string out_dir = "runs/lora-experiment";
+  std::string base;             // a trained model.safetensors (or its run folder); empty: train one
+  int64_t base_epochs = 10;     // when training the base
+  uint64_t base_seed = 0;
+  std::string layer = "layers.2";  // the 128x128 hidden Dense
+  std::vector<int64_t> ranks = {5, 8, 32, 64, 80};
+  std::vector<uint64_t> seeds = {0, 1};
+  int64_t epochs = 1;           // adapter training epochs per run
+  double base_scale = 0.9;      // the frozen kernel's factor in the main experiment
+  double alpha = 0;             // 0: alpha = r (scale 1)
+  double lr = 1e-3;
+  int64_t batch = 32;
+  std::string init = "kaiming";
+  bool compression = true;      // also run base_scale 1 -> 0 (one seed per rank)
+  std::string compress_schedule = "cosine";
+  double compress_fraction = 0.75;  // share of the adapter's steps over which base_scale falls to 0
+  bool svd_baseline = true;
+  std::string device = "cpu";
+  int threads = 0;
+  int64_t train_limit = 0, test_limit = 0;  // first N samples only (0: all)
+  bool json = false;
+  bool log = true;
+};
+
+struct AdapterRun {
+  std::string method;  // "lora" (constant base_scale), "compress" (base_scale -> 0), "svd" (truncation)
+  int64_t rank = 0;
+  uint64_t seed = 0;
+  double test_acc = 0, test_loss = 0, train_loss = 0, seconds = 0;
+  int64_t params = 0;              // trainable parameters of the adapter (svd: of the factors)
+  double compression_ratio = 0;    // layer kernel size / params
+  std::string adapter_dir;         // empty for svd
+  analysis::DeltaReport report;    // not for svd
+};
+
+struct LoraExperimentResult {
+  double base_acc = 0, base_loss = 0, scaled_acc = 0, scaled_loss = 0;
+  int64_t layer_in = 0, layer_out = 0;
+  std::vector<AdapterRun> runs;
+  // φ(A_r=small, A_r=large) for the first seed, and between the first two seeds at the largest rank.
+  int64_t grid_rank_small = 0, grid_rank_large = 0;
+  analysis::SimilarityGrid phi_ranks, phi_seeds;
+  std::string table_md_path, results_json_path;
+  std::vector<std::string> figures;
+  double seconds = 0;
+};
+
+LoraExperimentResult run_lora_experiment(const LoraExperimentOptions& options);
+
+// The results table as Markdown; written to results.md and printed by the tool.
+std::string lora_experiment_table(const LoraExperimentOptions& options, const LoraExperimentResult& r);
+// results.json, the table's and the report's numbers; also the tool's --json summary.
+std::string lora_experiment_json(const LoraExperimentOptions& options, const LoraExperimentResult& r);
+// The heatmaps, the ΔW-vs-W figure and accuracy vs rank; returns their paths.
+std::vector<std::string> write_lora_experiment_figures(const LoraExperimentOptions& options,
+                                                       const LoraExperimentResult& r);
+
+}  // namespace lowrank::cli

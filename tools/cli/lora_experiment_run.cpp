@@ -1,0 +1,267 @@
+// run_lora_experiment(): base model, scaled baseline, adapters per rank × seed, the compression
+// variant, truncated-SVD baseline and the subspace analysis, all written under the output folder.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "analysis/delta_report.h"
+#include "analysis/similarity.h"
+#include "core/io/fashion_mnist.h"
+#include "core/io/safetensors.h"
+#include "core/ops.h"
+#include "models/mlp.h"
+#include "nn/lora.h"
+#include "nn/loss.h"
+#include "optim/adam.h"
+#include "tools/cli/lora_experiment.h"
+#include "tools/cli/train_common.h"
+
+namespace lowrank::cli {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr int64_t kEvalBatch = 1000;
+// Adapter loaders shuffle with their own stream, apart from the base model's.
+constexpr uint64_t kAdapterLoaderSalt = 0xA5A5'0000'0000'0001ull;
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Context {
+  const LoraExperimentOptions& o;
+  Device device;
+  io::FashionMnist data;
+  std::map<std::string, Tensor> base_state;  // CPU copies of the trained base
+  Tensor w;                                  // the target layer's trained kernel [out, in], CPU
+};
+
+std::shared_ptr<models::Mlp> fresh_model(const Context& ctx) {
+  auto m = std::make_shared<models::Mlp>();
+  m->load_state_dict(ctx.base_state);
+  m->to(ctx.device);
+  return m;
+}
+
+nn::Dense& target_dense(nn::Module& m, const std::string& path) {
+  auto* d = dynamic_cast<nn::Dense*>(&m.submodule(path));
+  LR_CHECK(d != nullptr, "lora-experiment: --layer {} is a {}, not a Dense layer", path, m.submodule(path).type_name());
+  return *d;
+}
+
+nn::EvalResult evaluate(const Context& ctx, nn::Module& m) {
+  Device d = ctx.device;
+  return nn::evaluate_classifier(m, ctx.data.test_images, ctx.data.test_labels, kEvalBatch,
+                                 [d](const Tensor& x) { return x.to(d); });
+}
+
+std::string run_name(const std::string& method, int64_t r, uint64_t seed) {
+  return method + "_r" + std::to_string(r) + "_s" + std::to_string(seed);
+}
+
+// Trains one adapter on the frozen, scaled model and reports on it.
+AdapterRun train_adapter(const Context& ctx, const std::string& method, int64_t r, uint64_t seed,
+                         const nn::BaseScaleSchedule& schedule, Tensor* a_out) {
+  const LoraExperimentOptions& o = ctx.o;
+  const double t0 = now_s();
+  auto model = fresh_model(ctx);
+  nn::LoraConfig c;
+  c.r = r;
+  c.alpha = o.alpha > 0 ? o.alpha : static_cast<double>(r);
+  c.init = nn::parse_lora_init(o.init);
+  c.seed = seed;
+  c.base_scale = schedule;
+  auto lora = nn::inject_lora(*model, o.layer, c);
+  optim::NamedParameters trainable;
+  for (auto& [name, t] : model->named_parameters())
+    if (t.requires_grad()) trainable.emplace_back(name, t);
+  optim::Adam adam(trainable, {.lr = o.lr, .eps = optim::kKerasAdamEps});
+  io::DataLoader loader({ctx.data.train_images, ctx.data.train_labels},
+                        {.batch_size = o.batch, .shuffle = true, .drop_last = false, .seed = seed ^ kAdapterLoaderSalt,
+                         .device = ctx.device});
+  AdapterRun run;
+  run.method = method, run.rank = r, run.seed = seed;
+  const std::string name = run_name(method, r, seed);
+  const int64_t total = loader.num_batches() * o.epochs;
+  for (int64_t e = 0; e < o.epochs; ++e) {
+    ProgressBar bar(name + " epoch " + std::to_string(e + 1) + "/" + std::to_string(o.epochs), loader.num_batches(),
+                    o.log && ProgressBar::stderr_is_terminal());
+    EpochStats s = train_classifier_epoch(*model, adam, loader, &bar,
+                                          [&](int64_t step) { lora->set_schedule_step(step); });
+    bar.finish();
+    LR_CHECK(s.finite, "lora-experiment: {}: the training loss became NaN or infinite at step {} of epoch {}", name,
+             s.bad_step, e + 1);
+    run.train_loss = s.loss;
+  }
+  lora->set_schedule_step(total);  // evaluate at the schedule's end value
+  nn::EvalResult ev = evaluate(ctx, *model);
+  run.test_acc = ev.accuracy, run.test_loss = ev.loss;
+  run.params = r * (lora->in_features() + lora->out_features());
+  run.compression_ratio = static_cast<double>(lora->in_features() * lora->out_features()) / static_cast<double>(run.params);
+  run.adapter_dir = (fs::path(o.out_dir) / "adapters" / name).string();
+  nn::save_lora_adapter(run.adapter_dir, {{o.layer, lora.get()}});
+  // Against the trained W (PiSSA moves the kernel's top part into the adapter; W stays the reference).
+  run.report = analysis::delta_report(ctx.w, lora->lora_A(), lora->lora_B(), lora->scale(), lora->base_scale());
+  if (a_out) *a_out = lora->lora_A().detach().to(Device::cpu()).clone();
+  run.seconds = now_s() - t0;
+  if (o.log)
+    std::fprintf(stderr, "lora-experiment: %-18s test acc %.4f  loss %.4f  rel.err %.4f  (%.1f s)\n", name.c_str(),
+                 run.test_acc, run.test_loss, run.report.relative_error, run.seconds);
+  return run;
+}
+
+// W replaced by its best rank-r approximation (Eckart–Young), no training.
+AdapterRun svd_baseline(const Context& ctx, const SvdResult& d, int64_t r) {
+  const double t0 = now_s();
+  auto model = fresh_model(ctx);
+  nn::Dense& dense = target_dense(*model, ctx.o.layer);
+  {
+    NoGradGuard ng;
+    Tensor wr = matmul(mul(d.u.slice(1, 0, r), d.s.slice(0, 0, r)), d.vt.slice(0, 0, r));
+    Tensor k = dense.kernel();
+    k.copy_(wr);
+  }
+  nn::EvalResult ev = evaluate(ctx, *model);
+  AdapterRun run;
+  run.method = "svd", run.rank = r;
+  run.test_acc = ev.accuracy, run.test_loss = ev.loss;
+  run.params = r * (ctx.w.size(0) + ctx.w.size(1));
+  run.compression_ratio = static_cast<double>(ctx.w.numel()) / static_cast<double>(run.params);
+  run.seconds = now_s() - t0;
+  if (ctx.o.log)
+    std::fprintf(stderr, "lora-experiment: svd_r%-13lld test acc %.4f  loss %.4f\n", static_cast<long long>(r),
+                 run.test_acc, run.test_loss);
+  return run;
+}
+
+void check_options(const LoraExperimentOptions& o) {
+  LR_CHECK(!o.ranks.empty(), "lora-experiment: --ranks is empty");
+  LR_CHECK(!o.seeds.empty(), "lora-experiment: --seeds is empty");
+  LR_CHECK(o.epochs >= 1, "lora-experiment: --epochs must be at least 1, got {}", o.epochs);
+  LR_CHECK(o.base_epochs >= 1, "lora-experiment: --base-epochs must be at least 1, got {}", o.base_epochs);
+  LR_CHECK(o.batch >= 1, "lora-experiment: --batch must be at least 1, got {}", o.batch);
+  LR_CHECK(std::isfinite(o.lr) && o.lr > 0, "lora-experiment: --lr must be positive, got {}", o.lr);
+  LR_CHECK(std::isfinite(o.base_scale) && o.base_scale >= 0, "lora-experiment: --base-scale must be >= 0, got {}",
+           o.base_scale);
+  LR_CHECK(o.alpha >= 0 && std::isfinite(o.alpha), "lora-experiment: --alpha must be >= 0 (0: alpha = r), got {}",
+           o.alpha);
+  LR_CHECK(o.compress_fraction > 0 && o.compress_fraction <= 1,
+           "lora-experiment: --compress-fraction must be in (0, 1], got {}", o.compress_fraction);
+  nn::parse_lora_init(o.init);
+  nn::BaseScaleSchedule::parse_kind(o.compress_schedule);
+  // The layer and the ranks are checked on an untrained model before any training starts.
+  models::Mlp probe;
+  nn::Dense& d = target_dense(probe, o.layer);
+  const int64_t limit = std::min(d.in_features(), d.units());
+  for (int64_t r : o.ranks)
+    LR_CHECK(r >= 1 && r <= limit, "lora-experiment: rank {} must be between 1 and min(in, out) = {} for {} ({} -> {})",
+             r, limit, o.layer, d.in_features(), d.units());
+}
+
+}  // namespace
+
+LoraExperimentResult run_lora_experiment(const LoraExperimentOptions& o) {
+  const double t0 = now_s();
+  check_options(o);
+  const Device device = Device::parse(o.device);
+  if (device.is_cuda())
+    LR_CHECK(cuda_available(), "lora-experiment: --device {} asked for, but no CUDA device answers", o.device);
+  keep_freed_memory_for_reuse();
+  if (o.threads > 0) set_num_threads(o.threads);
+  LR_CHECK(fs::is_directory(o.data_dir),
+           "lora-experiment: data folder '{}' does not exist (tools/setup installs Fashion-MNIST into {})", o.data_dir,
+           io::kFashionMnistDefaultDir);
+  fs::create_directories(o.out_dir);
+
+  Context ctx{o, device, io::load_fashion_mnist(o.data_dir), {}, {}};
+  auto limit = [](Tensor& t, int64_t n) {
+    if (n > 0 && n < t.size(0)) t = t.narrow(0, 0, n).contiguous();
+  };
+  limit(ctx.data.train_images, o.train_limit);
+  limit(ctx.data.train_labels, o.train_limit);
+  limit(ctx.data.test_images, o.test_limit);
+  limit(ctx.data.test_labels, o.test_limit);
+
+  // ---- the base model: trained here, or loaded
+  std::shared_ptr<models::Mlp> base;
+  if (o.base.empty()) {
+    MlpTrainOptions t;
+    t.data_dir = o.data_dir, t.epochs = o.base_epochs, t.seed = o.base_seed, t.device = o.device;
+    t.out_dir = (fs::path(o.out_dir) / "base").string(), t.threads = o.threads, t.batch = o.batch;
+    t.train_limit = o.train_limit, t.test_limit = o.test_limit, t.log = o.log, t.progress = o.log;
+    base = run_train_mlp(t).model;
+  } else {
+    fs::path p(o.base);
+    if (fs::is_directory(p)) p /= "model.safetensors";
+    LR_CHECK(fs::is_regular_file(p), "lora-experiment: --base {}: no model file {}", o.base, p.string());
+    base = std::make_shared<models::Mlp>();
+    base->load(p.string());
+  }
+  for (auto& [name, t] : base->state_dict()) ctx.base_state[name] = t.detach().to(Device::cpu()).clone();
+
+  LoraExperimentResult r;
+  {
+    auto m = fresh_model(ctx);
+    nn::Dense& d = target_dense(*m, o.layer);
+    ctx.w = d.kernel().detach().to(Device::cpu()).clone();
+    r.layer_out = d.units(), r.layer_in = d.in_features();
+    nn::EvalResult ev = evaluate(ctx, *m);
+    r.base_acc = ev.accuracy, r.base_loss = ev.loss;
+    {
+      NoGradGuard ng;
+      Tensor k = d.kernel();
+      k.copy_(mul(k, o.base_scale));
+    }
+    nn::EvalResult sc = evaluate(ctx, *m);
+    r.scaled_acc = sc.accuracy, r.scaled_loss = sc.loss;
+    if (o.log)
+      std::fprintf(stderr, "lora-experiment: base test acc %.4f; with %s scaled by %g and no adapter %.4f\n",
+                   r.base_acc, o.layer.c_str(), o.base_scale, r.scaled_acc);
+  }
+
+  // ---- adapters on the scaled layer, every rank × seed
+  std::map<std::pair<int64_t, uint64_t>, Tensor> a_of;
+  for (int64_t rank : o.ranks)
+    for (uint64_t seed : o.seeds) {
+      Tensor a;
+      r.runs.push_back(train_adapter(ctx, "lora", rank, seed, nn::BaseScaleSchedule::constant(o.base_scale), &a));
+      a_of[{rank, seed}] = a;
+    }
+
+  // ---- compression: base_scale falls from 1 to 0, leaving a pure rank-r layer
+  if (o.compression) {
+    const int64_t batches = (ctx.data.train_labels.size(0) + o.batch - 1) / o.batch;
+    const int64_t steps = std::max<int64_t>(
+        1, static_cast<int64_t>(std::llround(o.compress_fraction * static_cast<double>(batches * o.epochs))));
+    nn::BaseScaleSchedule s{nn::BaseScaleSchedule::parse_kind(o.compress_schedule), 1.0, 0.0, steps};
+    for (int64_t rank : o.ranks) r.runs.push_back(train_adapter(ctx, "compress", rank, o.seeds.front(), s, nullptr));
+  }
+
+  // ---- truncated SVD of W, no training
+  if (o.svd_baseline) {
+    SvdResult d = svd(ctx.w.to(device));
+    for (int64_t rank : o.ranks) r.runs.push_back(svd_baseline(ctx, d, rank));
+  }
+
+  // ---- subspace similarity (the LoRA paper's Figure 3)
+  auto has = [&](int64_t x) { return std::find(o.ranks.begin(), o.ranks.end(), x) != o.ranks.end(); };
+  r.grid_rank_small = has(8) ? 8 : *std::min_element(o.ranks.begin(), o.ranks.end());
+  r.grid_rank_large = has(64) ? 64 : *std::max_element(o.ranks.begin(), o.ranks.end());
+  const uint64_t s0 = o.seeds.front();
+  r.phi_ranks = analysis::adapter_similarity(a_of[{r.grid_rank_small, s0}], a_of[{r.grid_rank_large, s0}]);
+  if (o.seeds.size() >= 2)
+    r.phi_seeds = analysis::adapter_similarity(a_of[{r.grid_rank_large, s0}], a_of[{r.grid_rank_large, o.seeds[1]}]);
+
+  r.seconds = now_s() - t0;
+  const fs::path out(o.out_dir);
+  r.table_md_path = (out / "results.md").string();
+  r.results_json_path = (out / "results.json").string();
+  r.figures = write_lora_experiment_figures(o, r);
+  io::write_file_atomic(r.table_md_path, lora_experiment_table(o, r));
+  io::write_file_atomic(r.results_json_path, lora_experiment_json(o, r));
+  return r;
+}
+
+}  // namespace lowrank::cli
