@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/ops.h"
+#include "core/pool.h"
 
 namespace lowrank {
 namespace {
@@ -69,7 +70,7 @@ bool grad_mode_enabled() { return g_grad_mode; }
 void set_grad_mode(bool on) { g_grad_mode = on; }
 
 void record(OpKind kind, Tensor& out, std::initializer_list<Tensor> inputs, BackwardFn fn) {
-  auto node = std::make_shared<Node>();
+  auto node = detail::make_pooled<Node>();
   node->kind = kind;
   node->inputs.reserve(inputs.size());
   for (const Tensor& t : inputs)

@@ -9,12 +9,13 @@
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/pool.h"
 
 namespace lowrank {
 namespace {
 
 Tensor make_view(const Tensor& base, Shape shape, Strides strides, int64_t offset) {
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = detail::make_pooled<TensorImpl>();
   impl->storage = base.storage();
   impl->shape = std::move(shape);
   impl->strides = std::move(strides);
@@ -84,8 +85,8 @@ void format_elem(std::ostream& os, T v) {
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape) LR_CHECK(d >= 0, "empty: negative size in shape {}", shape);
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(shape_numel(shape) * dtype_size(dtype), device);
+  auto impl = detail::make_pooled<TensorImpl>();
+  impl->storage = detail::make_pooled<Storage>(shape_numel(shape) * dtype_size(dtype), device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -123,7 +124,7 @@ template Tensor Tensor::from_data<uint8_t>(std::span<const uint8_t>, const Shape
 
 Tensor Tensor::view_of(std::shared_ptr<Storage> storage, const Shape& shape, const Strides& strides,
                        int64_t offset, DType dtype) {
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = detail::make_pooled<TensorImpl>();
   impl->storage = std::move(storage);
   impl->shape = shape;
   impl->strides = strides;

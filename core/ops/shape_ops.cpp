@@ -1,5 +1,6 @@
 // Shape ops that are not Tensor methods: concat, split, chunk, and free reshape/permute.
 #include "core/ops/op_util.h"
+#include "core/pool.h"
 
 namespace lowrank {
 
@@ -35,7 +36,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
   }
   if (any_grad) {
     // record() takes an initializer list; build the node for any number of inputs by hand.
-    auto node = std::make_shared<Node>();
+    auto node = detail::make_pooled<Node>();
     node->kind = OpKind::Concat;
     std::vector<int64_t> sizes;
     for (const Tensor& t : xs) {
