@@ -43,35 +43,47 @@ void sgemm_direct(const Tensor& a, const Tensor& b, const Tensor& c, int64_t m, 
 }
 
 // Both paths alternate inside one iteration so that load from other processes hits both alike;
-// the reported time is lowrank's, the counters carry both and their ratio.
+// the reported time is lowrank's, the counters carry both and their ratio. With threads = 1 the
+// ratio is also taken from this thread's CPU time (ratio_cpu), which other processes on a shared
+// machine barely disturb; threads = 0 uses every core (OpenBLAS's default).
 void BM_MatmulVsSgemm(benchmark::State& state) {
   const int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  set_num_threads(threads);
   Tensor a = randn({m, k}, 1), b = randn({k, n}, 2), c = Tensor::empty({m, n});
   sgemm_direct(a, b, c, m, k, n);  // warm up BLAS threads and pages
   benchmark::DoNotOptimize(matmul(a, b));
-  double t_lr = 0, t_blas = 0;
+  double t_lr = 0, t_blas = 0, c_lr = 0, c_blas = 0;
   for (auto _ : state) {
     auto t0 = Clock::now();
+    double c0 = thread_cpu_seconds();
     sgemm_direct(a, b, c, m, k, n);
     t_blas += seconds_since(t0);
+    c_blas += thread_cpu_seconds() - c0;
     t0 = Clock::now();
+    c0 = thread_cpu_seconds();
     Tensor y = matmul(a, b);
     benchmark::DoNotOptimize(y.raw_data());
     const double dt = seconds_since(t0);
+    c_lr += thread_cpu_seconds() - c0;
     t_lr += dt;
     state.SetIterationTime(dt);
   }
+  set_num_threads(0);
   const double iters = static_cast<double>(state.iterations()), flop = 2.0 * m * k * n;
   state.counters["lowrank_ms"] = 1e3 * t_lr / iters;
   state.counters["sgemm_ms"] = 1e3 * t_blas / iters;
   state.counters["ratio"] = t_lr / t_blas;
+  if (threads == 1) state.counters["ratio_cpu"] = c_lr / c_blas;
   state.counters["lowrank_GFLOPs"] = flop * iters / t_lr * 1e-9;
   state.counters["sgemm_GFLOPs"] = flop * iters / t_blas * 1e-9;
 }
 BENCHMARK(BM_MatmulVsSgemm)
-    ->Args({512, 512, 512})
-    ->Args({1024, 768, 768})
-    ->ArgNames({"m", "k", "n"})
+    ->Args({512, 512, 512, 0})
+    ->Args({1024, 768, 768, 0})
+    ->Args({512, 512, 512, 1})
+    ->Args({1024, 768, 768, 1})
+    ->ArgNames({"m", "k", "n", "threads"})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2.0);

@@ -1,6 +1,8 @@
 // Tensor construction, views (which share storage), copies, casts and printing on the CPU.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "core/cpu_allocator.h"
 #include "core/ops.h"
 #include "core/test_util.h"
@@ -165,4 +167,21 @@ TEST(CpuAllocator, ReusesFreedBlocksOfTheSameClass) {
   EXPECT_GT(cpu_cache_stats().bytes_cached, 0u);
   cpu_empty_cache();
   EXPECT_EQ(cpu_cache_stats().bytes_cached, 0u);
+}
+
+TEST(CpuAllocator, TensorsMadeAndFreedOnDifferentThreads) {
+  // Blocks move between the per-thread free lists (core/pool.h) and the storage cache.
+  std::vector<Tensor> made;
+  std::thread producer([&] {
+    for (uint64_t i = 0; i < 200; ++i) made.push_back(mul(randn({7}, i), 2.0));
+  });
+  producer.join();
+  EXPECT_TRUE(values_near(made[5], strided_values(mul(randn({7}, 5), 2.0)), 0));
+  std::vector<Tensor> mine;
+  for (uint64_t i = 0; i < 200; ++i) mine.push_back(randn({5}, i));
+  std::thread consumer([moved = std::move(mine)]() mutable { moved.clear(); });
+  consumer.join();
+  made.clear();
+  Tensor after = add(Tensor::ones({5}), Tensor::ones({5}));
+  EXPECT_TRUE(values_near(after, {2, 2, 2, 2, 2}, 0));
 }
