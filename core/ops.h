@@ -83,7 +83,8 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t axis);
 // ---- neural-network ops
 Tensor softmax(const Tensor& x, int64_t axis = -1);
 Tensor log_softmax(const Tensor& x, int64_t axis = -1);
-// logits [N, C] (or [..., C]), labels int64 [N] (or [...]); mean over non-ignored rows.
+// logits [N, C] (or [..., C]), labels int64 [N] (or [...]); mean over non-ignored rows (0 when
+// every row is ignored). Labels are read on the host once to check their range (a sync on CUDA).
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index = -100);
 // Over the last axis; weight and bias [D] (either may be undefined).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
