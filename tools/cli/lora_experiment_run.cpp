@@ -136,6 +136,14 @@ AdapterRun svd_baseline(const Context& ctx, const SvdResult& d, int64_t r) {
   return run;
 }
 
+// --base names a model.safetensors or the run folder holding one.
+std::string base_model_file(const std::string& base) {
+  fs::path p(base);
+  if (fs::is_directory(p)) p /= "model.safetensors";
+  LR_CHECK(fs::is_regular_file(p), "lora-experiment: --base {}: no model file {}", base, p.string());
+  return p.string();
+}
+
 void check_options(const LoraExperimentOptions& o) {
   LR_CHECK(!o.ranks.empty(), "lora-experiment: --ranks is empty");
   LR_CHECK(!o.seeds.empty(), "lora-experiment: --seeds is empty");
@@ -151,6 +159,7 @@ void check_options(const LoraExperimentOptions& o) {
            "lora-experiment: --compress-fraction must be in (0, 1], got {}", o.compress_fraction);
   nn::parse_lora_init(o.init);
   nn::BaseScaleSchedule::parse_kind(o.compress_schedule);
+  if (!o.base.empty()) base_model_file(o.base);
   // The layer and the ranks are checked on an untrained model before any training starts.
   models::Mlp probe;
   nn::Dense& d = target_dense(probe, o.layer);
@@ -193,11 +202,8 @@ LoraExperimentResult run_lora_experiment(const LoraExperimentOptions& o) {
     t.train_limit = o.train_limit, t.test_limit = o.test_limit, t.log = o.log, t.progress = o.log;
     base = run_train_mlp(t).model;
   } else {
-    fs::path p(o.base);
-    if (fs::is_directory(p)) p /= "model.safetensors";
-    LR_CHECK(fs::is_regular_file(p), "lora-experiment: --base {}: no model file {}", o.base, p.string());
     base = std::make_shared<models::Mlp>();
-    base->load(p.string());
+    base->load(base_model_file(o.base));
   }
   for (auto& [name, t] : base->state_dict()) ctx.base_state[name] = t.detach().to(Device::cpu()).clone();
 
