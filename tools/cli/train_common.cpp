@@ -104,9 +104,9 @@ std::vector<EpochMetrics> read_history(const std::string& path, int64_t up_to_ep
   return out;
 }
 
-void write_curve(const std::string& path, const std::vector<EpochMetrics>& h) {
-  analysis::Series tl{"train loss", {}, {}}, vl{"test loss", {}, {}}, ta{"train accuracy", {}, {}},
-      va{"test accuracy", {}, {}};
+// Loss and accuracy live on different scales, so each gets its own figure.
+void write_curves(const std::string& loss_path, const std::string& acc_path, const std::vector<EpochMetrics>& h) {
+  analysis::Series tl{"train", {}, {}}, vl{"test", {}, {}}, ta{"train", {}, {}}, va{"test", {}, {}};
   for (const EpochMetrics& m : h) {
     double e = static_cast<double>(m.epoch);
     tl.x.push_back(e), tl.y.push_back(m.train_loss);
@@ -115,11 +115,14 @@ void write_curve(const std::string& path, const std::vector<EpochMetrics>& h) {
     va.x.push_back(e), va.y.push_back(m.test_acc);
   }
   analysis::LineOptions lo;
-  lo.title = "MLP on Fashion-MNIST";
   lo.x_label = "epoch";
-  lo.y_label = "loss / accuracy";
   lo.markers = true;
-  analysis::plot_lines(path, {tl, vl, ta, va}, lo);
+  lo.title = "MLP on Fashion-MNIST: loss";
+  lo.y_label = "cross-entropy";
+  analysis::plot_lines(loss_path, {tl, vl}, lo);
+  lo.title = "MLP on Fashion-MNIST: accuracy";
+  lo.y_label = "accuracy";
+  analysis::plot_lines(acc_path, {ta, va}, lo);
 }
 
 }  // namespace
@@ -241,7 +244,8 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
   r.optimizer_path = (out / "optimizer.safetensors").string();
   r.metrics_path = (out / "metrics.jsonl").string();
   r.config_path = (out / "config.json").string();
-  r.curve_path = (out / "training_curve.png").string();
+  r.loss_curve_path = (out / "training_loss.png").string();
+  r.accuracy_curve_path = (out / "training_accuracy.png").string();
 
   models::MlpConfig mc;
   nn::Generator gen(o.seed);
@@ -311,7 +315,7 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
     std::string lines;
     for (const EpochMetrics& h : r.history) lines += epoch_metrics_json(h) + "\n";
     io::write_file_atomic(r.metrics_path, lines);
-    write_curve(r.curve_path, r.history);
+    write_curves(r.loss_curve_path, r.accuracy_curve_path, r.history);
     if (o.log)
       std::fprintf(stderr, "epoch %lld/%lld  train loss %.4f acc %.4f  test loss %.4f acc %.4f  %.1f s\n",
                    static_cast<long long>(epoch), static_cast<long long>(o.epochs), m.train_loss, m.train_acc,

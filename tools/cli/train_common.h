@@ -79,13 +79,14 @@ struct MlpTrainResult {
   std::shared_ptr<models::Mlp> model;
   int64_t start_epoch = 0;      // epochs already done when this run began
   double seconds = 0;           // wall time of this run's epochs
-  std::string model_path, optimizer_path, metrics_path, config_path, curve_path;
+  std::string model_path, optimizer_path, metrics_path, config_path;
+  std::string loss_curve_path, accuracy_curve_path;  // PNGs: train and test per epoch
 };
 
 // The whole run: loads Fashion-MNIST, builds (or resumes) the MLP and Adam (Keras' eps 1e-7),
 // trains, evaluates on the test split after each epoch and writes model.safetensors,
-// optimizer.safetensors (with the loader state and epoch), metrics.jsonl, config.json and
-// training_curve.png into out_dir, checkpoints atomically after every epoch. A non-finite loss
+// optimizer.safetensors (with the loader state and epoch), metrics.jsonl, config.json,
+// training_loss.png and training_accuracy.png into out_dir, checkpoints atomically after every epoch. A non-finite loss
 // throws lowrank::Error after leaving the last good checkpoint in place.
 MlpTrainResult run_train_mlp(const MlpTrainOptions& options);
 
