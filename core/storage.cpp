@@ -22,7 +22,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
     a = get_allocator(device.type);
   }
   LR_CHECK(a != nullptr, "no allocator for device {} (is this build without CUDA?)", device.str());
-  data_ = a->allocate(nbytes);
+  data_ = a->allocate_on(nbytes, device);
 }
 
 Storage::~Storage() {

@@ -12,6 +12,8 @@ class Allocator {
   virtual ~Allocator() = default;
   virtual void* allocate(size_t nbytes) = 0;
   virtual void deallocate(void* p, size_t nbytes) = 0;
+  // Storage calls this one: allocators of device types with several devices (CUDA) override it.
+  virtual void* allocate_on(size_t nbytes, Device) { return allocate(nbytes); }
 };
 
 // The CPU allocator (64-byte aligned) is built in; the CUDA backend installs its own.
