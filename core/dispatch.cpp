@@ -1,8 +1,6 @@
 // The per-device kernel tables and the op names.
 #include "core/dispatch.h"
 
-#include <mutex>
-
 namespace lowrank {
 
 const char* op_name(OpKind k) {
@@ -16,12 +14,14 @@ const char* op_name(OpKind k) {
 }
 
 Backend& backend_table(DeviceType t) {
-  static Backend tables[kNumDeviceTypes];
-  static std::once_flag once;
-  std::call_once(once, [] {
-    register_cpu_kernels(tables[static_cast<int>(DeviceType::CPU)]);
-    register_cuda_kernels(tables[static_cast<int>(DeviceType::CUDA)]);
-  });
+  // A function-local static costs one load per call once initialised (every op calls this);
+  // std::call_once cost a library call each time.
+  static Backend* const tables = [] {
+    static Backend t[kNumDeviceTypes];
+    register_cpu_kernels(t[static_cast<int>(DeviceType::CPU)]);
+    register_cuda_kernels(t[static_cast<int>(DeviceType::CUDA)]);
+    return t;
+  }();
   return tables[static_cast<int>(t)];
 }
 
