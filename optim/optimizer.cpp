@@ -72,6 +72,8 @@ void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state, int6
       LR_CHECK(it->second.defined() && it->second.shape() == p.shape(),
                "{}: load_state_dict: '{}' has shape {} but parameter '{}' has {}", name(), key,
                it->second.defined() ? it->second.shape() : Shape{}, pname, p.shape());
+      LR_CHECK(it->second.dtype() == p.dtype(), "{}: load_state_dict: '{}' is {} but parameter '{}' is {}", name(),
+               key, dtype_name(it->second.dtype()), pname, dtype_name(p.dtype()));
       incoming[i][buf] = it->second;
       ++used;
     }

@@ -42,14 +42,16 @@ class Optimizer {
   // The per-parameter buffers keyed "<parameter>.<buffer>" (e.g. "layers.1.kernel.exp_avg"): the
   // live tensors, on the parameters' device. With step_count() this is the whole state.
   std::map<std::string, Tensor> state_dict() const;
-  // Copies the buffers in (from any device; shapes must match) and sets the step count. Unknown
-  // keys, missing required buffers and shape mismatches throw, naming the key.
+  // Copies the buffers in (from any device; shapes and dtypes must match) and sets the step count.
+  // Unknown keys, missing required buffers and mismatches throw, naming the key, and leave the
+  // optimizer unchanged.
   void load_state_dict(const std::map<std::string, Tensor>& state, int64_t step_count);
 
   // A safetensors file of state_dict() with metadata {"optimizer": name(), "step": step_count(),
   // hyperparameters..., plus `extra` (e.g. a data loader's state)}; written atomically.
   void save(const std::string& path, const std::map<std::string, std::string>& extra = {}) const;
   // Restores what save() wrote (the optimizer name must match) and returns the file's metadata.
+  // Hyperparameters stay this optimizer's own: the saved ones are only a record.
   std::map<std::string, std::string> load(const std::string& path);
 
  protected:

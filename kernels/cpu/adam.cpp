@@ -9,14 +9,17 @@
 #include "kernels/cpu/cpu_kernels.h"
 
 #if defined(__SSE2__)
-#include <emmintrin.h>
+#include <immintrin.h>
 #endif
 
 namespace lowrank::cpu {
 namespace {
 
-// Below this many elements one thread is faster than waking the OpenMP team.
-constexpr int64_t kParallelMin = int64_t{1} << 16;
+// The update streams 7 values per element through a few flops: one thread runs at cache speed, and
+// only tensors that spill out of the caches gain from more. Below this size the OpenMP fork/join
+// costs more than it saves (on a loaded 2-core machine, waiting for a descheduled team member made
+// the MLP's Adam step 16 ms instead of 0.27 ms).
+constexpr int64_t kParallelMin = int64_t{1} << 20;
 
 template <class T>
 struct AdamScalars {
@@ -49,58 +52,103 @@ inline void adam_one(const AdamScalars<T>& s, T& p, T g, T& m, T& v) {
   p = pi + s.neg_step_size * mi / denom;                       // param.addcdiv_(exp_avg, denom, -step_size)
 }
 
+// ---- vector paths
+// The same IEEE operations in the same order as adam_one, a vector at a time and without fused
+// multiply-adds, so every element gets bit-identical results on every path (and results never
+// depend on the CPU or on where a tensor's length puts the scalar tail). Written with intrinsics
+// because GCC will not vectorise std::sqrt while it may set errno.
+//
+// The loop is written once as a macro and expanded twice: with the default (SSE2) target, and in
+// an AVX2 target region chosen at run time, since a function's instruction set is fixed where it is
+// defined. AVX2 runs the update at about the speed of the memory traffic alone (bench/optim_bench.cpp).
+#define LR_ADAM_SIMD_LOOP(NAME)                                                                         \
+  template <class S, class T, bool kL2, bool kDecay>                                                   \
+  int64_t NAME(const AdamScalars<T>& s, T* p, const T* g, T* m, T* v, int64_t n) {                     \
+    using V = typename S::V;                                                                           \
+    const V beta1 = S::set(s.beta1), beta2 = S::set(s.beta2), omb1 = S::set(s.one_minus_beta1),         \
+            omb2 = S::set(s.one_minus_beta2), nss = S::set(s.neg_step_size), bc2 = S::set(s.bc2_sqrt),  \
+            eps = S::set(s.eps), l2 = S::set(s.l2), decay = S::set(s.decay);                            \
+    int64_t i = 0;                                                                                     \
+    for (; i + S::kWidth <= n; i += S::kWidth) {                                                       \
+      V pi = S::load(p + i), gi = S::load(g + i);                                                      \
+      if constexpr (kL2) gi = S::add(gi, S::mul(l2, pi));                                              \
+      if constexpr (kDecay) pi = S::mul(pi, decay);                                                    \
+      V mi = S::add(S::mul(S::load(m + i), beta1), S::mul(omb1, gi));                                  \
+      V vi = S::add(S::mul(S::load(v + i), beta2), S::mul(S::mul(omb2, gi), gi));                      \
+      V denom = S::add(S::div(S::sqrt(vi), bc2), eps);                                                 \
+      S::store(m + i, mi);                                                                             \
+      S::store(v + i, vi);                                                                             \
+      S::store(p + i, S::add(pi, S::div(S::mul(nss, mi), denom)));                                     \
+    }                                                                                                  \
+    return i;                                                                                          \
+  }
+
+// Traits: V, kWidth, load, store, set, add, mul, div, sqrt.
+#define LR_ADAM_SIMD_TRAITS(NAME, FLOAT_V, DOUBLE_V, PS, PD, WIDTH)                                   \
+  template <class T>                                                                                   \
+  struct NAME;                                                                                         \
+  template <>                                                                                          \
+  struct NAME<float> {                                                                                 \
+    using V = FLOAT_V;                                                                                 \
+    static constexpr int kWidth = WIDTH;                                                               \
+    static V load(const float* p) { return PS(loadu_ps)(p); }                                          \
+    static void store(float* p, V x) { PS(storeu_ps)(p, x); }                                          \
+    static V set(float x) { return PS(set1_ps)(x); }                                                   \
+    static V add(V a, V b) { return PS(add_ps)(a, b); }                                                \
+    static V mul(V a, V b) { return PS(mul_ps)(a, b); }                                                \
+    static V div(V a, V b) { return PS(div_ps)(a, b); }                                                \
+    static V sqrt(V a) { return PS(sqrt_ps)(a); }                                                      \
+  };                                                                                                   \
+  template <>                                                                                          \
+  struct NAME<double> {                                                                                \
+    using V = DOUBLE_V;                                                                                \
+    static constexpr int kWidth = WIDTH / 2;                                                           \
+    static V load(const double* p) { return PD(loadu_pd)(p); }                                         \
+    static void store(double* p, V x) { PD(storeu_pd)(p, x); }                                         \
+    static V set(double x) { return PD(set1_pd)(x); }                                                  \
+    static V add(V a, V b) { return PD(add_pd)(a, b); }                                                \
+    static V mul(V a, V b) { return PD(mul_pd)(a, b); }                                                \
+    static V div(V a, V b) { return PD(div_pd)(a, b); }                                                \
+    static V sqrt(V a) { return PD(sqrt_pd)(a); }                                                      \
+  };
+
 #if defined(__SSE2__)
-// The same IEEE operations in the same order as adam_one, a vector at a time, so every element
-// gets bit-identical results on either path. Written with intrinsics because GCC will not
-// vectorise std::sqrt while it may set errno.
-template <class T>
-struct Sse;
-template <>
-struct Sse<float> {
-  using V = __m128;
-  static constexpr int kWidth = 4;
-  static V load(const float* p) { return _mm_loadu_ps(p); }
-  static void store(float* p, V v) { _mm_storeu_ps(p, v); }
-  static V set(float x) { return _mm_set1_ps(x); }
-  static V add(V a, V b) { return _mm_add_ps(a, b); }
-  static V mul(V a, V b) { return _mm_mul_ps(a, b); }
-  static V div(V a, V b) { return _mm_div_ps(a, b); }
-  static V sqrt(V a) { return _mm_sqrt_ps(a); }
-};
-template <>
-struct Sse<double> {
-  using V = __m128d;
-  static constexpr int kWidth = 2;
-  static V load(const double* p) { return _mm_loadu_pd(p); }
-  static void store(double* p, V v) { _mm_storeu_pd(p, v); }
-  static V set(double x) { return _mm_set1_pd(x); }
-  static V add(V a, V b) { return _mm_add_pd(a, b); }
-  static V mul(V a, V b) { return _mm_mul_pd(a, b); }
-  static V div(V a, V b) { return _mm_div_pd(a, b); }
-  static V sqrt(V a) { return _mm_sqrt_pd(a); }
-};
+#define LR_MM(op) _mm_##op
+LR_ADAM_SIMD_TRAITS(Sse, __m128, __m128d, LR_MM, LR_MM, 4)
+LR_ADAM_SIMD_LOOP(adam_sse_loop)
+#undef LR_MM
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LR_ADAM_AVX2 1
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#define LR_MM256(op) _mm256_##op
+LR_ADAM_SIMD_TRAITS(Avx, __m256, __m256d, LR_MM256, LR_MM256, 8)
+LR_ADAM_SIMD_LOOP(adam_avx_loop)
+#undef LR_MM256
+template <class T, bool kL2, bool kDecay>
+int64_t adam_avx2(const AdamScalars<T>& s, T* p, const T* g, T* m, T* v, int64_t n) {
+  return adam_avx_loop<Avx<T>, T, kL2, kDecay>(s, p, g, m, v, n);
+}
+#pragma GCC pop_options
+bool have_avx2() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return yes;
+}
 #endif
 
 template <class T, bool kL2, bool kDecay>
 void adam_range(const AdamScalars<T>& s, T* p, const T* g, T* m, T* v, int64_t begin, int64_t end) {
   int64_t i = begin;
+#if defined(LR_ADAM_AVX2)
+  if (have_avx2()) i += adam_avx2<T, kL2, kDecay>(s, p + i, g + i, m + i, v + i, end - i);
+#endif
 #if defined(__SSE2__)
-  using S = Sse<T>;
-  using V = typename S::V;
-  const V beta1 = S::set(s.beta1), beta2 = S::set(s.beta2), omb1 = S::set(s.one_minus_beta1),
-          omb2 = S::set(s.one_minus_beta2), nss = S::set(s.neg_step_size), bc2 = S::set(s.bc2_sqrt),
-          eps = S::set(s.eps), l2 = S::set(s.l2), decay = S::set(s.decay);
-  for (; i + S::kWidth <= end; i += S::kWidth) {
-    V pi = S::load(p + i), gi = S::load(g + i);
-    if constexpr (kL2) gi = S::add(gi, S::mul(l2, pi));
-    if constexpr (kDecay) pi = S::mul(pi, decay);
-    V mi = S::add(S::mul(S::load(m + i), beta1), S::mul(omb1, gi));
-    V vi = S::add(S::mul(S::load(v + i), beta2), S::mul(S::mul(omb2, gi), gi));
-    V denom = S::add(S::div(S::sqrt(vi), bc2), eps);
-    S::store(m + i, mi);
-    S::store(v + i, vi);
-    S::store(p + i, S::add(pi, S::div(S::mul(nss, mi), denom)));
-  }
+  i += adam_sse_loop<Sse<T>, T, kL2, kDecay>(s, p + i, g + i, m + i, v + i, end - i);
 #endif
   for (; i < end; ++i) adam_one<T, kL2, kDecay>(s, p[i], g[i], m[i], v[i]);
 }
@@ -113,8 +161,8 @@ void adam_loop(const AdamScalars<T>& s, T* p, const T* g, T* m, T* v, int64_t n)
   }
 #pragma omp parallel
   {
-    // Static chunks rounded to 16 elements keep vector loads aligned to cache lines where the
-    // buffers are; any split gives the same bits (the update is elementwise).
+    // Chunks are whole cache lines (16 floats); any split gives the same bits, the update being
+    // elementwise.
     int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
     int64_t chunk = ((n + nt - 1) / nt + 15) / 16 * 16;
     int64_t begin = std::min(n, t * chunk), end = std::min(n, begin + chunk);

@@ -192,6 +192,9 @@ TEST(Optimizer, LoadRejectsStateThatDoesNotFit) {
   auto shaped = s;
   shaped["head.exp_avg"] = Tensor::zeros({9});
   EXPECT_LR_ERROR(adam.load_state_dict(shaped, 1), "'head.exp_avg' has shape [9]");
+  auto typed = s;
+  typed["head.exp_avg"] = Tensor::zeros({3, 3}, DType::F64);
+  EXPECT_LR_ERROR(adam.load_state_dict(typed, 1), "'head.exp_avg' is f64 but parameter 'head' is f32");
   EXPECT_LR_ERROR(adam.load_state_dict(s, -1), "negative step count");
   EXPECT_EQ(adam.step_count(), 0);  // a rejected load changes nothing
 
@@ -244,11 +247,11 @@ TEST(AdamStep, RejectsMismatchedInputs) {
   EXPECT_TRUE(same_bits<float>(p1, p2));
 }
 
-// The kernel has a threaded path (large tensors), an SSE path and a scalar tail; all must give the
-// same bits as element-by-element updates, so results never depend on sizes or thread counts.
+// The kernel has a threaded path (large tensors), AVX2 and SSE2 paths and a scalar tail; all must
+// give the same bits as element-by-element updates, so results never depend on sizes, threads or CPUs.
+// n above 2^20 takes the threaded path; odd sizes give every path a tail.
 template <class T>
-void check_kernel_paths(DType dt, bool decoupled, double wd) {
-  const int64_t n = 70001;  // above the threading threshold, odd so every path has a tail
+void check_kernel_paths(DType dt, bool decoupled, double wd, int64_t n) {
   AdamArgs a;
   a.lr = 3e-3;
   a.weight_decay = wd;
@@ -259,8 +262,10 @@ void check_kernel_paths(DType dt, bool decoupled, double wd) {
   Tensor pw = p0.clone(), mw = m0.clone(), vw = v0.clone();
   adam_step_(pw, g, mw, vw, a);  // whole: threaded
   Tensor pc = p0.clone(), mc = m0.clone(), vc = v0.clone();
-  for (int64_t s = 0; s < n; s += 1001) {  // chunks: SSE + tail, one thread
-    int64_t len = std::min<int64_t>(1001, n - s);
+  // Chunks of 8k + 5 elements, one thread: AVX2 (where the CPU has it), then one SSE vector
+  // of 4 floats, then a scalar tail.
+  for (int64_t s = 0; s < n; s += 10005) {
+    int64_t len = std::min<int64_t>(10005, n - s);
     adam_step_(pc.narrow(0, s, len), g.narrow(0, s, len), mc.narrow(0, s, len), vc.narrow(0, s, len), a);
   }
   Tensor ps = p0.narrow(0, 0, 9).clone(), ms = m0.narrow(0, 0, 9).clone(), vs = v0.narrow(0, 0, 9).clone();
@@ -274,11 +279,12 @@ void check_kernel_paths(DType dt, bool decoupled, double wd) {
 }
 
 TEST(AdamStep, ThreadedVectorAndScalarPathsAgreeBitForBit) {
-  check_kernel_paths<float>(DType::F32, false, 0.0);
-  check_kernel_paths<float>(DType::F32, false, 0.1);
-  check_kernel_paths<float>(DType::F32, true, 0.1);
-  check_kernel_paths<double>(DType::F64, false, 0.0);
-  check_kernel_paths<double>(DType::F64, true, 0.01);
+  const int64_t threaded = (int64_t{1} << 20) + 5, single = 30011;
+  check_kernel_paths<float>(DType::F32, false, 0.0, threaded);
+  check_kernel_paths<float>(DType::F32, false, 0.1, single);
+  check_kernel_paths<float>(DType::F32, true, 0.1, single);
+  check_kernel_paths<double>(DType::F64, false, 0.0, single);
+  check_kernel_paths<double>(DType::F64, true, 0.01, threaded);
 }
 
 // ---- schedules
