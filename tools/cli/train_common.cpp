@@ -223,7 +223,7 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
     LR_CHECK(cuda_available(), "train-mlp: --device {} asked for, but {}", o.device,
              cuda_device_count() == 0 ? "no CUDA device answers (or this build has no CUDA backend)"
                                       : "that device is not available");
-  if (o.threads > 0) set_num_threads(o.threads);
+  set_num_threads(o.threads);
 
   LR_CHECK(fs::is_directory(o.data_dir),
            "train-mlp: data folder '{}' does not exist (tools/setup installs Fashion-MNIST into {})", o.data_dir,
