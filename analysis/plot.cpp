@@ -14,6 +14,15 @@
 
 #include "core/ops.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+// fontconfig, reached through PLplot's cairo/pango driver, keeps its caches until the process
+// ends; LeakSanitizer reports them as leaks of every program that draws a figure. They are not
+// ours, so sanitizer builds suppress exactly that library (LeakSanitizer calls this hook).
+extern "C" const char* __lsan_default_suppressions() { return "leak:libfontconfig.so\n"; }
+// Tools print one error line on stderr; keep the list of used suppressions out of it.
+extern "C" const char* __lsan_default_options() { return "print_suppressions=0"; }
+#endif
+
 namespace lowrank::analysis {
 namespace {
 
