@@ -12,11 +12,17 @@
 namespace lowrank::analysis {
 namespace {
 
-double frobenius(const Tensor& t) { return std::sqrt(sum(mul(t, t)).item()); }
+double frobenius(const Tensor& t) {
+  return std::sqrt(sum(mul(t, t)).item());
+}
 
-Tensor to_cpu_f64(const Tensor& t) { return t.detach().to(Device::cpu()).to(DType::F64); }
+Tensor to_cpu_f64(const Tensor& t) {
+  return t.detach().to(Device::cpu()).to(DType::F64);
+}
 
-bool is_float(const Tensor& t) { return t.dtype() == DType::F32 || t.dtype() == DType::F64; }
+bool is_float(const Tensor& t) {
+  return t.dtype() == DType::F32 || t.dtype() == DType::F64;
+}
 
 std::vector<double> grid_diagonal(const SimilarityGrid& g) {
   std::vector<double> d;
@@ -25,7 +31,9 @@ std::vector<double> grid_diagonal(const SimilarityGrid& g) {
 }
 
 // NaN and Inf have no JSON spelling; null says "undefined" to every reader.
-nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+nlohmann::json number_or_null(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+}
 
 }  // namespace
 
@@ -50,8 +58,8 @@ void to_json(nlohmann::json& j, const DeltaReport& r) {
 
 DeltaReport delta_report(const Tensor& w, const Tensor& a, const Tensor& b, double scale, double base_scale) {
   LR_CHECK(w.defined() && a.defined() && b.defined(), "delta_report: undefined W, A or B");
-  LR_CHECK(w.dim() == 2 && a.dim() == 2 && b.dim() == 2,
-           "delta_report: W, A and B must be 2-D, got W {} A {} B {}", w.shape(), a.shape(), b.shape());
+  LR_CHECK(w.dim() == 2 && a.dim() == 2 && b.dim() == 2, "delta_report: W, A and B must be 2-D, got W {} A {} B {}",
+           w.shape(), a.shape(), b.shape());
   LR_CHECK(is_float(w) && is_float(a) && is_float(b), "delta_report: needs f32/f64 tensors, got W {} A {} B {}",
            dtype_name(w.dtype()), dtype_name(a.dtype()), dtype_name(b.dtype()));
   const int64_t out = w.size(0), in = w.size(1), r = a.size(0);

@@ -18,13 +18,13 @@ struct DeltaReport {
   // spaces (V). Past ΔW's numerical rank, or across tied singular values, its vectors are
   // arbitrary and so are these entries.
   std::vector<double> phi_left, phi_right;
-  double delta_norm = 0;          // ‖ΔW‖_F
-  double w_norm = 0;              // ‖W‖_F
-  double target_norm = 0;         // ‖(1 − base_scale)·W‖_F
-  double relative_error = 0;      // ‖ΔW − (1 − base_scale)·W‖_F / target_norm; NaN (JSON null) when the target is 0
+  double delta_norm = 0;      // ‖ΔW‖_F
+  double w_norm = 0;          // ‖W‖_F
+  double target_norm = 0;     // ‖(1 − base_scale)·W‖_F
+  double relative_error = 0;  // ‖ΔW − (1 − base_scale)·W‖_F / target_norm; NaN (JSON null) when the target is 0
   double eckart_young_error = 0;  // sqrt(Σ_{i>rank} σ_i(W)²) / ‖W‖_F: the least relative_error any rank-r ΔW reaches
-  double projected_w_norm = 0;    // ‖Uᵀ W Vᵀ‖_F, U [out, r] and Vᵀ [r, in] the top-r singular vectors of ΔW
-  double amplification = 0;       // delta_norm / projected_w_norm
+  double projected_w_norm = 0;  // ‖Uᵀ W Vᵀ‖_F, U [out, r] and Vᵀ [r, in] the top-r singular vectors of ΔW
+  double amplification = 0;     // delta_norm / projected_w_norm
   std::vector<double> delta_singular_values;  // the top `rank` singular values of ΔW
   std::vector<double> w_singular_values;      // all of W's, descending
 };

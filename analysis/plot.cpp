@@ -18,9 +18,13 @@
 // fontconfig, reached through PLplot's cairo/pango driver, keeps its caches until the process
 // ends; LeakSanitizer reports them as leaks of every program that draws a figure. They are not
 // ours, so sanitizer builds suppress exactly that library (LeakSanitizer calls this hook).
-extern "C" const char* __lsan_default_suppressions() { return "leak:libfontconfig.so\n"; }
+extern "C" const char* __lsan_default_suppressions() {
+  return "leak:libfontconfig.so\n";
+}
 // Tools print one error line on stderr; keep the list of used suppressions out of it.
-extern "C" const char* __lsan_default_options() { return "print_suppressions=0"; }
+extern "C" const char* __lsan_default_options() {
+  return "print_suppressions=0";
+}
 #endif
 
 namespace lowrank::analysis {
@@ -44,7 +48,7 @@ int on_plplot_exit(PLCHAR_VECTOR message) {
 // cmap0 slots: background, ink, grid, then the series colours (matplotlib's tab10 cycle).
 constexpr PLINT kWhite = 0, kBlack = 1, kGrid = 2, kFirstSeries = 3;
 constexpr int kSeriesColours = 10;
-constexpr PLINT kTab10[kSeriesColours][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},
+constexpr PLINT kTab10[kSeriesColours][3] = {{31, 119, 180},  {255, 127, 14}, {44, 160, 44},   {214, 39, 40},
                                              {148, 103, 189}, {140, 86, 75},  {227, 119, 194}, {127, 127, 127},
                                              {188, 189, 34},  {23, 190, 207}};
 // Viridis control points for cmap1: perceptually uniform and readable in grey.
@@ -108,7 +112,8 @@ class Figure {
     const bool wrote = fs::exists(tmp_, ec) && fs::file_size(tmp_, ec) > 0;
     if (!g_plot_warning.empty() || !wrote) {
       fs::remove(tmp_, ec);
-      LR_FAIL("{}: PLplot could not draw '{}': {}", op_, path_, g_plot_warning.empty() ? "empty output" : g_plot_warning);
+      LR_FAIL("{}: PLplot could not draw '{}': {}", op_, path_,
+              g_plot_warning.empty() ? "empty output" : g_plot_warning);
     }
     fs::rename(tmp_, path_, ec);
     if (ec) {
@@ -156,8 +161,8 @@ void padded_range(const std::vector<double>& v, double frac, double& lo, double&
 
 // The inside corner (a PL_POSITION_* mask) where a legend of `entries` lines covers the fewest
 // points of the drawn curves, sampled along every segment; ties prefer top right.
-PLINT quietest_corner(const std::vector<std::vector<PLFLT>>& xs, const std::vector<std::vector<PLFLT>>& ys,
-                      double xmin, double xmax, double ymin, double ymax, size_t entries) {
+PLINT quietest_corner(const std::vector<std::vector<PLFLT>>& xs, const std::vector<std::vector<PLFLT>>& ys, double xmin,
+                      double xmax, double ymin, double ymax, size_t entries) {
   const double w = 0.35, h = std::min(0.9, 0.06 + 0.07 * static_cast<double>(entries));
   const PLINT corners[4] = {PL_POSITION_RIGHT | PL_POSITION_TOP, PL_POSITION_LEFT | PL_POSITION_TOP,
                             PL_POSITION_RIGHT | PL_POSITION_BOTTOM, PL_POSITION_LEFT | PL_POSITION_BOTTOM};
@@ -184,7 +189,8 @@ void plot_heatmap(const std::string& path, const std::vector<double>& values, in
                   const HeatmapOptions& opts) {
   LR_CHECK(rows >= 1 && cols >= 1 && static_cast<int64_t>(values.size()) == rows * cols,
            "plot_heatmap: {} values do not fill a {} x {} grid ({})", values.size(), rows, cols, path);
-  for (double v : values) LR_CHECK(std::isfinite(v), "plot_heatmap: the {} x {} grid holds NaN or Inf ({})", rows, cols, path);
+  for (double v : values)
+    LR_CHECK(std::isfinite(v), "plot_heatmap: the {} x {} grid holds NaN or Inf ({})", rows, cols, path);
   double lo = std::isnan(opts.vmin) ? *std::min_element(values.begin(), values.end()) : opts.vmin;
   double hi = std::isnan(opts.vmax) ? *std::max_element(values.begin(), values.end()) : opts.vmax;
   LR_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "plot_heatmap: colour range [{}, {}] is empty ({})", lo,
@@ -248,16 +254,16 @@ void plot_lines(const std::string& path, const std::vector<Series>& series, cons
   std::vector<std::vector<PLFLT>> xs, ys;
   std::vector<double> all_x, all_y;
   for (const Series& s : series) {
-    LR_CHECK(!s.x.empty() && s.x.size() == s.y.size(), "plot_lines: series '{}' has {} x and {} y values ({})",
-             s.label, s.x.size(), s.y.size(), path);
+    LR_CHECK(!s.x.empty() && s.x.size() == s.y.size(), "plot_lines: series '{}' has {} x and {} y values ({})", s.label,
+             s.x.size(), s.y.size(), path);
     std::vector<PLFLT> x(s.x.size()), y(s.y.size());
     for (size_t k = 0; k < s.x.size(); ++k) {
-      LR_CHECK(std::isfinite(s.x[k]) && std::isfinite(s.y[k]), "plot_lines: series '{}' holds NaN or Inf at point {} ({})",
-               s.label, k, path);
-      LR_CHECK(!opts.log_x || s.x[k] > 0, "plot_lines: series '{}' has x = {} <= 0 on a log axis ({})", s.label,
-               s.x[k], path);
-      LR_CHECK(!opts.log_y || s.y[k] > 0, "plot_lines: series '{}' has y = {} <= 0 on a log axis ({})", s.label,
-               s.y[k], path);
+      LR_CHECK(std::isfinite(s.x[k]) && std::isfinite(s.y[k]),
+               "plot_lines: series '{}' holds NaN or Inf at point {} ({})", s.label, k, path);
+      LR_CHECK(!opts.log_x || s.x[k] > 0, "plot_lines: series '{}' has x = {} <= 0 on a log axis ({})", s.label, s.x[k],
+               path);
+      LR_CHECK(!opts.log_y || s.y[k] > 0, "plot_lines: series '{}' has y = {} <= 0 on a log axis ({})", s.label, s.y[k],
+               path);
       // PLplot draws log axes over log10 of the data.
       x[k] = opts.log_x ? std::log10(s.x[k]) : s.x[k];
       y[k] = opts.log_y ? std::log10(s.y[k]) : s.y[k];
@@ -310,10 +316,10 @@ void plot_lines(const std::string& path, const std::vector<Series>& series, cons
     PLFLT legend_w = 0, legend_h = 0;
     plwidth(1.0);
     pllegend(&legend_w, &legend_h, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
-             quietest_corner(xs, ys, xmin, xmax, ymin, ymax, texts.size()) | PL_POSITION_INSIDE, 0.02, 0.02, 0.08, kWhite, kBlack, 1, 0, 0,
-             static_cast<PLINT>(texts.size()), legend_opts.data(), 1.0, 0.9, 2.0, 0.0, colours.data(), texts.data(),
-             nullptr, nullptr, nullptr, nullptr, colours.data(), styles.data(), widths.data(), colours.data(),
-             symbol_scales.data(), symbol_numbers.data(), symbols.data());
+             quietest_corner(xs, ys, xmin, xmax, ymin, ymax, texts.size()) | PL_POSITION_INSIDE, 0.02, 0.02, 0.08,
+             kWhite, kBlack, 1, 0, 0, static_cast<PLINT>(texts.size()), legend_opts.data(), 1.0, 0.9, 2.0, 0.0,
+             colours.data(), texts.data(), nullptr, nullptr, nullptr, nullptr, colours.data(), styles.data(),
+             widths.data(), colours.data(), symbol_scales.data(), symbol_numbers.data(), symbols.data());
   }
   fig.finish();
 }

@@ -21,7 +21,7 @@ struct HeatmapOptions {
   double vmax = std::numeric_limits<double>::quiet_NaN();
   // Index shown for the first column / row (the paper counts i and j from 1).
   int64_t x_first = 1, y_first = 1;
-  bool origin_top = true;  // first row at the top, as a matrix is printed
+  bool origin_top = true;         // first row at the top, as a matrix is printed
   int width = 800, height = 700;  // pixels
 };
 

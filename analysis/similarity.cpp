@@ -12,8 +12,7 @@ namespace {
 
 void check_bases(const char* op, const Tensor& u1, const Tensor& u2) {
   LR_CHECK(u1.defined() && u2.defined(), "{}: undefined basis", op);
-  LR_CHECK(u1.dim() == 2 && u2.dim() == 2, "{}: bases must be 2-D [d, r], got {} and {}", op, u1.shape(),
-           u2.shape());
+  LR_CHECK(u1.dim() == 2 && u2.dim() == 2, "{}: bases must be 2-D [d, r], got {} and {}", op, u1.shape(), u2.shape());
   LR_CHECK(u1.dtype() == u2.dtype() && (u1.dtype() == DType::F32 || u1.dtype() == DType::F64),
            "{}: bases must share an f32/f64 dtype, got {} {} and {} {}", op, dtype_name(u1.dtype()), u1.shape(),
            dtype_name(u2.dtype()), u2.shape());
@@ -27,8 +26,8 @@ void check_bases(const char* op, const Tensor& u1, const Tensor& u2) {
 }  // namespace
 
 double SimilarityGrid::at(int64_t i, int64_t j) const {
-  LR_CHECK(i >= 1 && i <= rows && j >= 1 && j <= cols, "SimilarityGrid::at: ({}, {}) outside 1..{} x 1..{}", i, j,
-           rows, cols);
+  LR_CHECK(i >= 1 && i <= rows && j >= 1 && j <= cols, "SimilarityGrid::at: ({}, {}) outside 1..{} x 1..{}", i, j, rows,
+           cols);
   return values[static_cast<size_t>((i - 1) * cols + (j - 1))];
 }
 

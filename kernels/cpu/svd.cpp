@@ -9,8 +9,8 @@
 namespace lowrank::cpu {
 namespace {
 
-lapack_int gesdd(lapack_int m, lapack_int n, float* a, lapack_int lda, float* s, float* u, lapack_int ldu,
-                 float* vt, lapack_int ldvt) {
+lapack_int gesdd(lapack_int m, lapack_int n, float* a, lapack_int lda, float* s, float* u, lapack_int ldu, float* vt,
+                 lapack_int ldvt) {
   return LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'S', m, n, a, lda, s, u, ldu, vt, ldvt);
 }
 lapack_int gesdd(lapack_int m, lapack_int n, double* a, lapack_int lda, double* s, double* u, lapack_int ldu,
@@ -27,9 +27,9 @@ void svd_typed(const Tensor& a, const Tensor& u, const Tensor& s, const Tensor& 
   // A row-major [m, n] buffer is the column-major [n, m] matrix Aᵀ = V S Uᵀ. Factoring Aᵀ in
   // column-major order writes V (col-major [n, k]) as the bytes of row-major Vt [k, n], and Uᵀ
   // (col-major [k, m]) as the bytes of row-major U [m, k], so LAPACKE never transposes a copy.
-  lapack_int info = gesdd(static_cast<lapack_int>(n), static_cast<lapack_int>(m), work.data<T>(),
-                          static_cast<lapack_int>(n), s.data<T>(), vt.data<T>(), static_cast<lapack_int>(n),
-                          u.data<T>(), static_cast<lapack_int>(k));
+  lapack_int info =
+      gesdd(static_cast<lapack_int>(n), static_cast<lapack_int>(m), work.data<T>(), static_cast<lapack_int>(n),
+            s.data<T>(), vt.data<T>(), static_cast<lapack_int>(n), u.data<T>(), static_cast<lapack_int>(k));
   LR_CHECK(info == 0, "svd: LAPACKE gesdd failed on {} {} (info {}{})", dtype_name(a.dtype()), a.shape(), info,
            info > 0 ? ", no convergence" : ", bad argument");
 }

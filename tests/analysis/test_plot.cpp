@@ -47,7 +47,9 @@ std::pair<uint32_t, uint32_t> png_size(const std::string& file) {
   EXPECT_EQ(in.gcount(), 24);
   const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   EXPECT_TRUE(std::equal(sig, sig + 8, h)) << file << " is not a PNG";
-  auto be32 = [&](int o) { return uint32_t(h[o]) << 24 | uint32_t(h[o + 1]) << 16 | uint32_t(h[o + 2]) << 8 | h[o + 3]; };
+  auto be32 = [&](int o) {
+    return uint32_t(h[o]) << 24 | uint32_t(h[o + 1]) << 16 | uint32_t(h[o + 2]) << 8 | h[o + 3];
+  };
   return {be32(16), be32(20)};
 }
 
@@ -86,7 +88,7 @@ TEST_F(Plot, HeatmapWritesPngOfRequestedSize) {
 }
 
 TEST_F(Plot, HeatmapFromTensorAndConstantData) {
-  plot_heatmap(path("t.png"), randn({5, 3}, 1).mT(), {});  // non-contiguous f32 view
+  plot_heatmap(path("t.png"), randn({5, 3}, 1).mT(), {});          // non-contiguous f32 view
   plot_heatmap(path("c.png"), std::vector<double>(4, 0.7), 2, 2);  // constant: widened colour range
   plot_heatmap(path("one.png"), std::vector<double>{0.3}, 1, 1);
   EXPECT_EQ(listing(), (std::vector<std::string>{"c.png", "one.png", "t.png"}));

@@ -87,7 +87,8 @@ TEST(Similarity, GridEqualsDirectEntries) {
   Tensor u1 = random_basis(10, 4, 6), u2 = random_basis(10, 6, 7);
   SimilarityGrid g = subspace_similarity_grid(u1, u2);
   for (int64_t i = 1; i <= 4; ++i)
-    for (int64_t j = 1; j <= 6; ++j) EXPECT_NEAR(g.at(i, j), subspace_similarity(u1, u2, i, j), kTolF64) << i << "," << j;
+    for (int64_t j = 1; j <= 6; ++j)
+      EXPECT_NEAR(g.at(i, j), subspace_similarity(u1, u2, i, j), kTolF64) << i << "," << j;
   // A sub-grid is the top-left block of the full one.
   SimilarityGrid s = subspace_similarity_grid(u1, u2, 2, 3);
   ASSERT_EQ(s.values.size(), 6u);
@@ -141,8 +142,11 @@ TEST(Similarity, BadInput) {
   expect_error([&] { subspace_similarity_grid(u1, u1, 4, 1); }, "outside");
   expect_error([&] { subspace_similarity_grid(u1, u1.to(DType::F32)); }, "dtype");
   expect_error([&] { subspace_similarity_grid(Tensor::zeros({6}, DType::F64), u1); }, "2-D");
-  expect_error([&] { subspace_similarity_grid(Tensor::zeros({6, 2}, DType::I64), Tensor::zeros({6, 2}, DType::I64)); },
-               "f32/f64");
+  expect_error(
+      [&] {
+        subspace_similarity_grid(Tensor::zeros({6, 2}, DType::I64), Tensor::zeros({6, 2}, DType::I64));
+      },
+      "f32/f64");
   expect_error([&] { adapter_similarity(randn({4, 30}, 1), randn({4, 31}, 2)); }, "A matrices");
   expect_error([&] { adapter_similarity(randn({30, 4}, 1), randn({31, 4}, 2), AdapterSide::LeftOfB); }, "B matrices");
   SimilarityGrid g = subspace_similarity_grid(u1, u1);

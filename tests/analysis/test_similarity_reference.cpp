@@ -44,8 +44,7 @@ TEST(SimilarityReference, MatchesNumpyOnSavedAdapters) {
   ASSERT_EQ(a1.shape(), (Shape{ref["r1"].get<int64_t>(), 24}));
   ASSERT_EQ(a2.shape(), (Shape{ref["r2"].get<int64_t>(), 24}));
   expect_grid_equals(adapter_similarity(a1.to(DType::F64), a2.to(DType::F64)), ref["phi_right"]);
-  expect_grid_equals(adapter_similarity(b1.to(DType::F64), b2.to(DType::F64), AdapterSide::LeftOfB),
-                     ref["phi_left"]);
+  expect_grid_equals(adapter_similarity(b1.to(DType::F64), b2.to(DType::F64), AdapterSide::LeftOfB), ref["phi_left"]);
   // The f32 path (SVD in f32) also stays within the bound on these small matrices.
   expect_grid_equals(adapter_similarity(a1, a2), ref["phi_right"]);
 }

@@ -18,7 +18,9 @@ namespace {
 constexpr double kTolF32 = 2e-5;
 constexpr double kTolF64 = 1e-12;
 
-double tol_for(DType t) { return t == DType::F32 ? kTolF32 : kTolF64; }
+double tol_for(DType t) {
+  return t == DType::F32 ? kTolF32 : kTolF64;
+}
 
 double max_abs_diff(const Tensor& a, const Tensor& b) {
   auto x = a.to_vector<double>(), y = b.to_vector<double>();
@@ -34,7 +36,9 @@ double fro(const Tensor& a) {
   return std::sqrt(s);
 }
 
-Tensor reconstruct(const Svd& d) { return matmul(mul(d.u, d.s), d.vt); }
+Tensor reconstruct(const Svd& d) {
+  return matmul(mul(d.u, d.s), d.vt);
+}
 
 // Checks every property of a thin SVD of `a`.
 void expect_valid_svd(const Tensor& a, const Svd& d) {
@@ -73,8 +77,8 @@ INSTANTIATE_TEST_SUITE_P(TallWideSquare, SvdShapes,
 TEST(Svd, KnownSingularValues) {
   // A permuted, signed diagonal: singular values are the absolute entries, sorted.
   for (DType dt : {DType::F32, DType::F64}) {
-    Tensor a = Tensor::from_vector(std::vector<double>{0, 3, 0,  //
-                                                       0, 0, 0,  //
+    Tensor a = Tensor::from_vector(std::vector<double>{0, 3, 0,   //
+                                                       0, 0, 0,   //
                                                        -5, 0, 0,  //
                                                        0, 0, 1},
                                    {4, 3})
@@ -92,7 +96,7 @@ TEST(Svd, KnownSingularValues) {
 TEST(Svd, RankDeficient) {
   for (DType dt : {DType::F32, DType::F64}) {
     // Outer product x yᵀ: one singular value |x|·|y|, the rest zero.
-    Tensor x = Tensor::from_vector(std::vector<double>{1, 2, 2}, {3, 1}).to(dt);  // |x| = 3
+    Tensor x = Tensor::from_vector(std::vector<double>{1, 2, 2}, {3, 1}).to(dt);        // |x| = 3
     Tensor y = Tensor::from_vector(std::vector<double>{3, 0, 4, 0, 0}, {1, 5}).to(dt);  // |y| = 5
     Tensor a = matmul(x, y);
     Svd d = analysis::svd(a);

@@ -38,7 +38,9 @@ std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
+std::string quoted(const std::string& s) {
+  return "'" + s + "'";
+}
 
 class SimilarityTool : public ::testing::Test {
  protected:
@@ -124,7 +126,8 @@ TEST_F(SimilarityTool, TableHasOneLinePerRow) {
   int rows = 0;
   bool saw_header = false, saw_first = false;
   while (std::getline(lines, line)) {
-    if (line.find("i\\j") != std::string::npos) saw_header = true;
+    if (line.find("i\\j") != std::string::npos)
+      saw_header = true;
     else if (saw_header && !line.empty()) {
       ++rows;
       if (rows == 1) saw_first = line.find(first) != std::string::npos;
@@ -186,8 +189,8 @@ TEST_F(SimilarityTool, BadFilesAndNamesExitOneWithOneLine) {
 
   const std::string other = save("fc1.safetensors", {{"fc1.lora_A.weight", randn({4, 24}, 1)}});
   expect_failure(quoted(kA4) + " " + quoted(other), "mismatched adapter names");
-  const std::string two = save("two.safetensors", {{"fc1.lora_A.weight", randn({4, 24}, 1)},
-                                                   {"fc2.lora_A.weight", randn({4, 24}, 2)}});
+  const std::string two =
+      save("two.safetensors", {{"fc1.lora_A.weight", randn({4, 24}, 1)}, {"fc2.lora_A.weight", randn({4, 24}, 2)}});
   expect_failure(quoted(two) + " " + quoted(two), "ambiguous");
   const std::string none = save("none.safetensors", {{"weight", randn({4, 24}, 1)}});
   expect_failure(quoted(none) + " " + quoted(kA4), "holds no '*.lora_A.weight' tensors");

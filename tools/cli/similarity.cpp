@@ -77,10 +77,10 @@ std::map<std::string, std::string> adapters_in(const io::SafetensorsFile& f, con
 std::pair<std::string, std::string> pair_adapters(const io::SafetensorsFile& f1, const io::SafetensorsFile& f2,
                                                   const SimilarityFlags& o, const std::string& suffix) {
   auto a1 = adapters_in(f1, suffix), a2 = adapters_in(f2, suffix);
-  LR_CHECK(!a1.empty(), "similarity: {} holds no '*{}' tensors (it holds {}); name one with --tensor", o.file1,
-           suffix, joined(names_of(f1)));
-  LR_CHECK(!a2.empty(), "similarity: {} holds no '*{}' tensors (it holds {}); name one with --tensor", o.file2,
-           suffix, joined(names_of(f2)));
+  LR_CHECK(!a1.empty(), "similarity: {} holds no '*{}' tensors (it holds {}); name one with --tensor", o.file1, suffix,
+           joined(names_of(f1)));
+  LR_CHECK(!a2.empty(), "similarity: {} holds no '*{}' tensors (it holds {}); name one with --tensor", o.file2, suffix,
+           joined(names_of(f2)));
   std::vector<std::string> m1, m2, common;
   for (const auto& [m, k] : a1) m1.push_back(m);
   for (const auto& [m, k] : a2) m2.push_back(m);
