@@ -57,10 +57,10 @@ void BM_Epoch(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(last);
   }
-  state.counters["samples/s"] = benchmark::Counter(static_cast<double>(kSamples), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["samples/s"] =
+      benchmark::Counter(static_cast<double>(kSamples), benchmark::Counter::kIsIterationInvariantRate);
   set_num_threads(0);
 }
-
 
 // ---- one step in parts (batch 32, one thread): where an epoch's time goes
 
@@ -141,8 +141,12 @@ void dense(benchmark::State& state, bool fused) {
     b.zero_grad();
   }
 }
-void BM_DenseLinearNode(benchmark::State& state) { dense(state, true); }
-void BM_DenseComposed(benchmark::State& state) { dense(state, false); }
+void BM_DenseLinearNode(benchmark::State& state) {
+  dense(state, true);
+}
+void BM_DenseComposed(benchmark::State& state) {
+  dense(state, false);
+}
 
 }  // namespace
 

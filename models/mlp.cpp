@@ -12,7 +12,10 @@ Mlp::Mlp(const MlpConfig& c, nn::Generator& gen) : config_(c) {
   layers_->add(std::make_shared<nn::Flatten>());
   int64_t in = c.inputs;
   auto dense = [&](int64_t units, nn::Activation act) {
-    nn::DenseOptions o{.activation = act, .kernel_init = c.kernel_init, .bias_init = c.bias_init, .dtype = c.dtype,
+    nn::DenseOptions o{.activation = act,
+                       .kernel_init = c.kernel_init,
+                       .bias_init = c.bias_init,
+                       .dtype = c.dtype,
                        .device = c.device};
     layers_->add(std::make_shared<nn::Dense>(in, units, o, gen));
     in = units;
@@ -35,6 +38,8 @@ std::string Mlp::describe() const {
   return detail::format("Mlp({} -> {} -> {})", config_.inputs, config_.hidden, config_.classes);
 }
 
-std::string Mlp::dense_path(size_t i) { return "layers." + std::to_string(i + 1); }
+std::string Mlp::dense_path(size_t i) {
+  return "layers." + std::to_string(i + 1);
+}
 
 }  // namespace lowrank::models

@@ -12,7 +12,7 @@
 namespace lowrank::models {
 
 struct MlpConfig {
-  int64_t inputs = 784;                   // 28 x 28 pixels
+  int64_t inputs = 784;                      // 28 x 28 pixels
   std::vector<int64_t> hidden = {128, 128};  // relu layers
   int64_t classes = 10;
   nn::Init kernel_init = nn::Init::glorot_uniform();  // Keras' default, as in the users' notes

@@ -10,7 +10,8 @@ namespace lowrank::nn {
 namespace {
 
 bool all_letters(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isalpha(static_cast<unsigned char>(c)); });
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](char c) { return std::isalpha(static_cast<unsigned char>(c)); });
 }
 
 void check_unique(const std::string& eq, const std::string& spec, const char* what) {
@@ -26,9 +27,10 @@ EinsumDenseShapes analyze_einsum_dense(const std::string& equation, const Shape&
                                        const Shape& user_output_shape, const std::string& bias_axes) {
   const std::string& eq = equation;
   auto bad_form = [&]() {
-    LR_FAIL("EinsumDense: invalid equation '{}': equations must be in the form [X],[Y]->[Z], ...[X],[Y]->...[Z] or "
-            "[X]...,[Y]->[Z]... with letters for axes",
-            eq);
+    LR_FAIL(
+        "EinsumDense: invalid equation '{}': equations must be in the form [X],[Y]->[Z], ...[X],[Y]->...[Z] or "
+        "[X]...,[Y]->[Z]... with letters for axes",
+        eq);
   };
   size_t comma = eq.find(','), arrow = eq.find("->");
   if (comma == std::string::npos || arrow == std::string::npos || arrow < comma) bad_form();
@@ -53,8 +55,9 @@ EinsumDenseShapes analyze_einsum_dense(const std::string& equation, const Shape&
   Shape out_wo_batch = user_output_shape;
   if (elide != kNone) {
     int64_t elided = rank - static_cast<int64_t>(in.size());
-    LR_CHECK(elided >= 1, "EinsumDense: equation '{}' elides {} axes of input shape {} (the '...' must cover at least one)",
-             eq, elided, input_shape);
+    LR_CHECK(elided >= 1,
+             "EinsumDense: equation '{}' elides {} axes of input shape {} (the '...' must cover at least one)", eq,
+             elided, input_shape);
     std::string fresh;
     const std::string used = in + w + out;
     for (char c : std::string("zyxwvutsrqponmlkjihgfedcbaZYXWVUTSRQPONMLKJIHGFEDCBA"))
@@ -78,10 +81,11 @@ EinsumDenseShapes analyze_einsum_dense(const std::string& equation, const Shape&
   LR_CHECK(rank == static_cast<int64_t>(in.size()),
            "EinsumDense: equation '{}' has {} input axes ('{}') but the input shape {} has {}", eq, in.size(), in,
            input_shape, rank);
-  LR_CHECK(out_wo_batch.size() + 1 == out.size(),
-           "EinsumDense: equation '{}' has {} output axes ('{}'): output_shape must give the {} after the batch axis{}, "
-           "got {}",
-           eq, out.size(), out, out.size() - 1, elide == kNone ? "" : " and the elided ones", user_output_shape);
+  LR_CHECK(
+      out_wo_batch.size() + 1 == out.size(),
+      "EinsumDense: equation '{}' has {} output axes ('{}'): output_shape must give the {} after the batch axis{}, "
+      "got {}",
+      eq, out.size(), out, out.size() - 1, elide == kNone ? "" : " and the elided ones", user_output_shape);
   for (int64_t s : input_shape)
     LR_CHECK(s >= -1, "EinsumDense: input shape {} has a negative size (use -1 for unknown)", input_shape);
   for (int64_t s : out_wo_batch)
@@ -95,8 +99,9 @@ EinsumDenseShapes analyze_einsum_dense(const std::string& equation, const Shape&
     if (at == std::string::npos) continue;
     int64_t from_in = input_shape[at];
     if (r.output[i] != -1 && from_in != -1 && r.output[i] != from_in)
-      LR_FAIL("EinsumDense: equation '{}': input shape {} and output shape {} do not match at shared axis '{}' ({} vs {})",
-              eq, input_shape, r.output, std::string(1, out[i]), from_in, r.output[i]);
+      LR_FAIL(
+          "EinsumDense: equation '{}': input shape {} and output shape {} do not match at shared axis '{}' ({} vs {})",
+          eq, input_shape, r.output, std::string(1, out[i]), from_in, r.output[i]);
     if (r.output[i] == -1) r.output[i] = from_in;
   }
   for (char c : out)
@@ -110,16 +115,21 @@ EinsumDenseShapes analyze_einsum_dense(const std::string& equation, const Shape&
     int64_t size = -1;
     if (ai != std::string::npos) {
       size = input_shape[ai];
-      LR_CHECK(size >= 0, "EinsumDense: equation '{}': kernel axis '{}' takes its size from input axis {} of {}, which "
-               "is unknown (-1)", eq, std::string(1, c), ai, input_shape);
+      LR_CHECK(size >= 0,
+               "EinsumDense: equation '{}': kernel axis '{}' takes its size from input axis {} of {}, which "
+               "is unknown (-1)",
+               eq, std::string(1, c), ai, input_shape);
     } else if (ao != std::string::npos) {
       size = r.output[ao];
-      LR_CHECK(size >= 0, "EinsumDense: equation '{}': kernel axis '{}' takes its size from output axis {} of {}, "
-               "which output_shape leaves unknown", eq, std::string(1, c), ao, r.output);
+      LR_CHECK(size >= 0,
+               "EinsumDense: equation '{}': kernel axis '{}' takes its size from output axis {} of {}, "
+               "which output_shape leaves unknown",
+               eq, std::string(1, c), ao, r.output);
     } else {
-      LR_FAIL("EinsumDense: equation '{}': kernel axis '{}' has no match in the input spec '{}' or the output spec "
-              "'{}'; the kernel must be fully specified",
-              eq, std::string(1, c), in, out);
+      LR_FAIL(
+          "EinsumDense: equation '{}': kernel axis '{}' has no match in the input spec '{}' or the output spec "
+          "'{}'; the kernel must be fully specified",
+          eq, std::string(1, c), in, out);
     }
     r.kernel.push_back(size);
   }
@@ -152,11 +162,11 @@ EinsumDense::EinsumDense(const std::string& equation, const Shape& output_shape,
                          const EinsumDenseOptions& o, Generator& gen)
     : equation_(equation), activation_(o.activation) {
   shapes_ = analyze_einsum_dense(equation, input_shape, output_shape, o.bias_axes);
-  kernel_ = register_parameter("kernel",
-                               initialize(o.kernel_init, shapes_.kernel, keras_fans(shapes_.kernel), gen, o.dtype, o.device));
+  kernel_ = register_parameter(
+      "kernel", initialize(o.kernel_init, shapes_.kernel, keras_fans(shapes_.kernel), gen, o.dtype, o.device));
   if (!shapes_.bias.empty())
-    bias_ = register_parameter("bias", initialize(o.bias_init, shapes_.bias, keras_fans(shapes_.bias), gen, o.dtype,
-                                                  o.device));
+    bias_ = register_parameter("bias",
+                               initialize(o.bias_init, shapes_.bias, keras_fans(shapes_.bias), gen, o.dtype, o.device));
 }
 
 Tensor EinsumDense::forward(const Tensor& x) {

@@ -25,8 +25,8 @@ struct EinsumDenseShapes {
 // depend on, e.g. the batch or sequence length); `output_shape` excludes the batch axis and the
 // elided axes, as in Keras (-1 where unknown). Invalid input throws a message naming the
 // equation and the problem.
-EinsumDenseShapes analyze_einsum_dense(const std::string& equation, const Shape& input_shape,
-                                       const Shape& output_shape, const std::string& bias_axes = "");
+EinsumDenseShapes analyze_einsum_dense(const std::string& equation, const Shape& input_shape, const Shape& output_shape,
+                                       const std::string& bias_axes = "");
 
 struct EinsumDenseOptions {
   std::string bias_axes;  // output letters that get a bias; empty: no bias

@@ -20,8 +20,7 @@ class Generator {
   uint64_t take(int64_t n);
 
   // Uniform in [low, high) and normal(mean, stddev), drawn on `device` with core's rand/randn.
-  Tensor uniform(const Shape& shape, double low, double high, DType dtype = DType::F32,
-                 Device device = Device::cpu());
+  Tensor uniform(const Shape& shape, double low, double high, DType dtype = DType::F32, Device device = Device::cpu());
   Tensor normal(const Shape& shape, double mean, double stddev, DType dtype = DType::F32,
                 Device device = Device::cpu());
 

@@ -16,22 +16,32 @@ Init Init::parse(const std::string& name) {
   if (name == "glorot_normal") return glorot_normal();
   if (name == "kaiming_uniform") return kaiming_uniform();
   if (name == "kaiming_normal") return kaiming_normal();
-  LR_FAIL("init: unknown initialiser '{}' (expected zeros, ones, uniform, normal, glorot_uniform, glorot_normal, "
-          "kaiming_uniform or kaiming_normal)",
-          name);
+  LR_FAIL(
+      "init: unknown initialiser '{}' (expected zeros, ones, uniform, normal, glorot_uniform, glorot_normal, "
+      "kaiming_uniform or kaiming_normal)",
+      name);
 }
 
 std::string Init::name() const {
   switch (kind) {
-    case InitKind::Zeros: return "zeros";
-    case InitKind::Ones: return "ones";
-    case InitKind::Constant: return "constant";
-    case InitKind::Uniform: return "uniform";
-    case InitKind::Normal: return "normal";
-    case InitKind::GlorotUniform: return "glorot_uniform";
-    case InitKind::GlorotNormal: return "glorot_normal";
-    case InitKind::KaimingUniform: return "kaiming_uniform";
-    case InitKind::KaimingNormal: return "kaiming_normal";
+    case InitKind::Zeros:
+      return "zeros";
+    case InitKind::Ones:
+      return "ones";
+    case InitKind::Constant:
+      return "constant";
+    case InitKind::Uniform:
+      return "uniform";
+    case InitKind::Normal:
+      return "normal";
+    case InitKind::GlorotUniform:
+      return "glorot_uniform";
+    case InitKind::GlorotNormal:
+      return "glorot_normal";
+    case InitKind::KaimingUniform:
+      return "kaiming_uniform";
+    case InitKind::KaimingNormal:
+      return "kaiming_normal";
   }
   return "?";
 }
@@ -50,16 +60,22 @@ Tensor initialize(const Init& init, const Shape& shape, Fans fans, Generator& ge
            init.name(), fans.in, fans.out, shape);
   const double fi = static_cast<double>(fans.in), fo = static_cast<double>(fans.out);
   switch (init.kind) {
-    case InitKind::Zeros: return Tensor::zeros(shape, dtype, device);
-    case InitKind::Ones: return Tensor::ones(shape, dtype, device);
-    case InitKind::Constant: return Tensor::full(shape, init.a, dtype, device);
-    case InitKind::Uniform: return gen.uniform(shape, -init.a, init.a, dtype, device);
-    case InitKind::Normal: return gen.normal(shape, init.b, init.a, dtype, device);
+    case InitKind::Zeros:
+      return Tensor::zeros(shape, dtype, device);
+    case InitKind::Ones:
+      return Tensor::ones(shape, dtype, device);
+    case InitKind::Constant:
+      return Tensor::full(shape, init.a, dtype, device);
+    case InitKind::Uniform:
+      return gen.uniform(shape, -init.a, init.a, dtype, device);
+    case InitKind::Normal:
+      return gen.normal(shape, init.b, init.a, dtype, device);
     case InitKind::GlorotUniform: {
       double limit = std::sqrt(6.0 / (fi + fo));
       return gen.uniform(shape, -limit, limit, dtype, device);
     }
-    case InitKind::GlorotNormal: return gen.normal(shape, 0.0, std::sqrt(2.0 / (fi + fo)), dtype, device);
+    case InitKind::GlorotNormal:
+      return gen.normal(shape, 0.0, std::sqrt(2.0 / (fi + fo)), dtype, device);
     case InitKind::KaimingUniform: {
       double limit = std::sqrt(6.0 / ((1.0 + init.a * init.a) * fi));
       return gen.uniform(shape, -limit, limit, dtype, device);

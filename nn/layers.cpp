@@ -17,22 +17,32 @@ Activation parse_activation(const std::string& name) {
 
 const char* activation_name(Activation a) {
   switch (a) {
-    case Activation::Linear: return "linear";
-    case Activation::Relu: return "relu";
-    case Activation::Gelu: return "gelu";
-    case Activation::Tanh: return "tanh";
-    case Activation::Sigmoid: return "sigmoid";
+    case Activation::Linear:
+      return "linear";
+    case Activation::Relu:
+      return "relu";
+    case Activation::Gelu:
+      return "gelu";
+    case Activation::Tanh:
+      return "tanh";
+    case Activation::Sigmoid:
+      return "sigmoid";
   }
   return "?";
 }
 
 Tensor apply_activation(Activation a, const Tensor& x) {
   switch (a) {
-    case Activation::Linear: return x;
-    case Activation::Relu: return relu(x);
-    case Activation::Gelu: return gelu(x);
-    case Activation::Tanh: return tanh(x);
-    case Activation::Sigmoid: return sigmoid(x);
+    case Activation::Linear:
+      return x;
+    case Activation::Relu:
+      return relu(x);
+    case Activation::Gelu:
+      return gelu(x);
+    case Activation::Tanh:
+      return tanh(x);
+    case Activation::Sigmoid:
+      return sigmoid(x);
   }
   return x;
 }
@@ -66,7 +76,9 @@ Sequential::Sequential(const std::vector<std::shared_ptr<Module>>& layers) {
   for (const auto& l : layers) add(l);
 }
 
-Sequential& Sequential::add(std::shared_ptr<Module> layer) { return add(std::to_string(size()), std::move(layer)); }
+Sequential& Sequential::add(std::shared_ptr<Module> layer) {
+  return add(std::to_string(size()), std::move(layer));
+}
 
 Sequential& Sequential::add(const std::string& name, std::shared_ptr<Module> layer) {
   register_module(name, std::move(layer));
@@ -92,8 +104,12 @@ Tensor Flatten::forward(const Tensor& x) {
   return x.reshape({x.size(0), -1});
 }
 
-Tensor ReLU::forward(const Tensor& x) { return relu(x); }
-Tensor GELU::forward(const Tensor& x) { return gelu(x); }
+Tensor ReLU::forward(const Tensor& x) {
+  return relu(x);
+}
+Tensor GELU::forward(const Tensor& x) {
+  return gelu(x);
+}
 
 // ---- Dropout
 
@@ -107,19 +123,25 @@ Tensor Dropout::forward(const Tensor& x) {
   return dropout(x, rate_, true, gen_.seed(), offset);
 }
 
-std::string Dropout::describe() const { return detail::format("Dropout({})", rate_); }
+std::string Dropout::describe() const {
+  return detail::format("Dropout({})", rate_);
+}
 
 // ---- Embedding
 
 Embedding::Embedding(int64_t vocab, int64_t dim, const EmbeddingOptions& o, Generator& gen) : vocab_(vocab), dim_(dim) {
   LR_CHECK(vocab > 0 && dim > 0, "Embedding: vocab and dim must be positive, got {} and {}", vocab, dim);
-  weight_ = register_parameter("embeddings", initialize(o.init, {vocab, dim}, keras_fans({vocab, dim}), gen, o.dtype,
-                                                        o.device));
+  weight_ = register_parameter("embeddings",
+                               initialize(o.init, {vocab, dim}, keras_fans({vocab, dim}), gen, o.dtype, o.device));
 }
 
-Tensor Embedding::forward(const Tensor& ids) { return embedding(weight_, ids); }
+Tensor Embedding::forward(const Tensor& ids) {
+  return embedding(weight_, ids);
+}
 
-std::string Embedding::describe() const { return detail::format("Embedding({}, {})", vocab_, dim_); }
+std::string Embedding::describe() const {
+  return detail::format("Embedding({}, {})", vocab_, dim_);
+}
 
 // ---- LayerNorm
 
@@ -136,6 +158,8 @@ Tensor LayerNorm::forward(const Tensor& x) {
   return layer_norm(x, gamma_, beta_, eps_);
 }
 
-std::string LayerNorm::describe() const { return detail::format("LayerNorm({}, eps={})", dim_, eps_); }
+std::string LayerNorm::describe() const {
+  return detail::format("LayerNorm({}, eps={})", dim_, eps_);
+}
 
 }  // namespace lowrank::nn

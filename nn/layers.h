@@ -34,8 +34,7 @@ struct DenseOptions {
 // as Keras' would for its [in, out] kernel. Parameters: "kernel" and, with use_bias, "bias" [units].
 class Dense : public Module {
  public:
-  Dense(int64_t in_features, int64_t units, const DenseOptions& options = {},
-        Generator& gen = default_generator());
+  Dense(int64_t in_features, int64_t units, const DenseOptions& options = {}, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "Dense"; }
   std::string describe() const override;
@@ -124,9 +123,9 @@ class Embedding : public Module {
 };
 
 struct LayerNormOptions {
-  double eps = 1e-5;  // PyTorch's and GPT-2's (Keras' default is 1e-3)
-  bool scale = true;  // parameter "gamma" [dim], ones
-  bool center = true; // parameter "beta" [dim], zeros
+  double eps = 1e-5;   // PyTorch's and GPT-2's (Keras' default is 1e-3)
+  bool scale = true;   // parameter "gamma" [dim], ones
+  bool center = true;  // parameter "beta" [dim], zeros
   DType dtype = DType::F32;
   Device device = Device::cpu();
 };

@@ -28,7 +28,9 @@ void swap_storage(const Tensor& t, const Tensor& moved) {
 
 }  // namespace
 
-Tensor Module::forward(const Tensor&) { LR_FAIL("{}: this module has no single-input forward", type_name()); }
+Tensor Module::forward(const Tensor&) {
+  LR_FAIL("{}: this module has no single-input forward", type_name());
+}
 
 void Module::check_new_name(const std::string& name) const {
   LR_CHECK(!name.empty() && name.find('.') == std::string::npos,
@@ -249,7 +251,9 @@ std::shared_ptr<Module> Module::submodule_ptr(const std::string& path) const {
   }
 }
 
-Module& Module::submodule(const std::string& path) const { return *submodule_ptr(path); }
+Module& Module::submodule(const std::string& path) const {
+  return *submodule_ptr(path);
+}
 
 void Module::replace_submodule(const std::string& path, std::shared_ptr<Module> replacement) {
   LR_CHECK(replacement != nullptr, "{}: replacement for '{}' is null", type_name(), path);

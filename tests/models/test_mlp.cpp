@@ -76,7 +76,9 @@ struct Trainer {
   }
 };
 
-std::vector<float> bits(const Tensor& t) { return t.contiguous().to_vector<float>(); }
+std::vector<float> bits(const Tensor& t) {
+  return t.contiguous().to_vector<float>();
+}
 
 }  // namespace
 
@@ -84,9 +86,9 @@ TEST(Mlp, StableNamesAndShapes) {
   models::Mlp m;
   std::vector<std::pair<std::string, Shape>> got;
   for (auto& [n, t] : m.named_parameters()) got.emplace_back(n, t.shape());
-  std::vector<std::pair<std::string, Shape>> want{
-      {"layers.1.kernel", {128, 784}}, {"layers.1.bias", {128}}, {"layers.2.kernel", {128, 128}},
-      {"layers.2.bias", {128}},        {"layers.3.kernel", {10, 128}}, {"layers.3.bias", {10}}};
+  std::vector<std::pair<std::string, Shape>> want{{"layers.1.kernel", {128, 784}}, {"layers.1.bias", {128}},
+                                                  {"layers.2.kernel", {128, 128}}, {"layers.2.bias", {128}},
+                                                  {"layers.3.kernel", {10, 128}},  {"layers.3.bias", {10}}};
   EXPECT_EQ(got, want);
   // Keras' model.summary() of the same network: 118,282 parameters.
   EXPECT_EQ(m.parameter_count().total, 118282);

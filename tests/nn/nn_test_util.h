@@ -48,6 +48,8 @@ inline void expect_gradients_match(const std::function<Tensor()>& loss, const st
   }
 }
 
-inline std::vector<float> to_floats(const Tensor& t) { return t.contiguous().to_vector<float>(); }
+inline std::vector<float> to_floats(const Tensor& t) {
+  return t.contiguous().to_vector<float>();
+}
 
 }  // namespace lowrank::nn_test

@@ -95,7 +95,8 @@ TEST(EinsumDenseShapes, InvalidEquationsAreRejectedClearly) {
 
 TEST(EinsumDense, MatchesDenseOnTheMatrixEquation) {
   Generator gen(5);
-  EinsumDense e("ab,bc->ac", {3}, {-1, 4}, {.bias_axes = "c", .activation = Activation::Relu, .dtype = DType::F64}, gen);
+  EinsumDense e("ab,bc->ac", {3}, {-1, 4}, {.bias_axes = "c", .activation = Activation::Relu, .dtype = DType::F64},
+                gen);
   ASSERT_EQ(e.kernel().shape(), (Shape{4, 3}));
   Dense d(4, 3, {.activation = Activation::Relu, .dtype = DType::F64});
   {

@@ -56,7 +56,8 @@ TEST(Module, HierarchicalNamesInRegistrationOrder) {
   EXPECT_EQ(net.parameter("layers.2.bias").shape(), (Shape{3}));
   std::vector<std::string> mods;
   for (auto& [n, m] : net.named_modules()) mods.push_back(n + ":" + m->type_name());
-  EXPECT_EQ(mods, (std::vector<std::string>{"layers:Sequential", "layers.0:Flatten", "layers.1:Dense", "layers.2:Dense"}));
+  EXPECT_EQ(mods,
+            (std::vector<std::string>{"layers:Sequential", "layers.0:Flatten", "layers.1:Dense", "layers.2:Dense"}));
   EXPECT_EQ(net.submodule("layers.2").type_name(), "Dense");
   EXPECT_NE(error_of([&] { net.submodule("layers.7"); }).find("layers.7"), std::string::npos);
   EXPECT_NE(error_of([&] { net.parameter("layers.1.weight"); }).find("layers.1.weight"), std::string::npos);
@@ -175,8 +176,8 @@ TEST(Module, ReplaceSubmoduleTakesPartInForward) {
   Net net(13);
   Tensor x = Tensor::ones({2, 6});
   Generator gen(99);
-  auto replacement = std::make_shared<Dense>(5, 3, DenseOptions{.kernel_init = Init::zeros(), .bias_init = Init::ones()},
-                                             gen);
+  auto replacement =
+      std::make_shared<Dense>(5, 3, DenseOptions{.kernel_init = Init::zeros(), .bias_init = Init::ones()}, gen);
   net.replace_submodule("layers.2", replacement);
   EXPECT_EQ(nn_test::to_floats(net(x)), std::vector<float>(6, 1.0f));
   EXPECT_EQ(&net.submodule("layers.2"), replacement.get());

@@ -34,7 +34,9 @@ std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
+std::string quoted(const std::string& s) {
+  return "'" + s + "'";
+}
 
 int64_t count_lines(const std::string& s) {
   int64_t n = 0;
@@ -109,7 +111,8 @@ TEST_F(TrainMlpTool, WritesEveryOutputAndOneJsonObject) {
   EXPECT_EQ(slurp(path("run") / "training_loss.png").substr(1, 3), "PNG");
   auto m = metrics("run");
   ASSERT_EQ(m.size(), 2u);
-  for (const char* k : {"train_loss", "train_acc", "test_loss", "test_acc", "seconds"}) EXPECT_TRUE(m[1].contains(k)) << k;
+  for (const char* k : {"train_loss", "train_acc", "test_loss", "test_acc", "seconds"})
+    EXPECT_TRUE(m[1].contains(k)) << k;
   EXPECT_LT(m[1]["train_loss"].get<double>(), m[0]["train_loss"].get<double>());
   json cfg = json::parse(slurp(path("run") / "config.json"));
   for (const char* k : {"data", "epochs", "batch", "lr", "seed", "device", "out", "resume", "threads"})

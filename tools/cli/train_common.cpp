@@ -57,7 +57,9 @@ int64_t parse_count(const std::map<std::string, std::string>& md, const std::str
 
 // The shuffle stream must not reuse the Philox counters that drew the initial weights under
 // the same key, so the loader gets its own seed derived from --seed.
-uint64_t loader_seed(uint64_t seed) { return seed ^ 0x9E3779B97F4A7C15ull; }
+uint64_t loader_seed(uint64_t seed) {
+  return seed ^ 0x9E3779B97F4A7C15ull;
+}
 
 json config_json(const MlpTrainOptions& o, const models::MlpConfig& mc) {
   return json{{"command", "train-mlp"},
@@ -94,8 +96,8 @@ std::vector<EpochMetrics> read_history(const std::string& path, int64_t up_to_ep
     if (line.empty()) continue;
     try {
       json j = json::parse(line);
-      EpochMetrics m{j.at("epoch").get<int64_t>(), j.at("train_loss").get<double>(), j.at("train_acc").get<double>(),
-                     j.at("test_loss").get<double>(), j.at("test_acc").get<double>(), j.at("seconds").get<double>()};
+      EpochMetrics m{j.at("epoch").get<int64_t>(),    j.at("train_loss").get<double>(), j.at("train_acc").get<double>(),
+                     j.at("test_loss").get<double>(), j.at("test_acc").get<double>(),   j.at("seconds").get<double>()};
       if (m.epoch <= up_to_epoch) out.push_back(m);
     } catch (const std::exception& e) {
       LR_FAIL("train-mlp: {}: a line is not an epoch record ({})", path, e.what());
@@ -129,12 +131,16 @@ void write_curves(const std::string& loss_path, const std::string& acc_path, con
 
 // ---- ProgressBar
 
-bool ProgressBar::stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+bool ProgressBar::stderr_is_terminal() {
+  return ::isatty(STDERR_FILENO) == 1;
+}
 
 ProgressBar::ProgressBar(std::string label, int64_t total_steps, bool enabled)
     : label_(std::move(label)), total_(total_steps), enabled_(enabled && stderr_is_terminal()), start_(now_seconds()) {}
 
-ProgressBar::~ProgressBar() { finish(); }
+ProgressBar::~ProgressBar() {
+  finish();
+}
 
 void ProgressBar::update(int64_t step, int64_t samples, double loss, double acc) {
   if (!enabled_) return;
@@ -252,9 +258,9 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
   r.model = std::make_shared<models::Mlp>(mc, gen);
   r.model->to(device);
   optim::Adam adam(r.model->named_parameters(), {.lr = o.lr, .eps = optim::kKerasAdamEps});
-  io::DataLoader loader({data.train_images, data.train_labels},
-                        {.batch_size = o.batch, .shuffle = true, .drop_last = false, .seed = loader_seed(o.seed),
-                         .device = device});
+  io::DataLoader loader(
+      {data.train_images, data.train_labels},
+      {.batch_size = o.batch, .shuffle = true, .drop_last = false, .seed = loader_seed(o.seed), .device = device});
 
   if (!o.resume.empty()) {
     fs::path ckpt(o.resume), dir = ckpt;
@@ -276,8 +282,10 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
     LR_CHECK(loader.state().epoch == model_epoch && loader.state().position == 0,
              "train-mlp: --resume {}: the loader state (epoch {}, batch {}) is not at the end of epoch {}", o.resume,
              loader.state().epoch, loader.state().position, model_epoch);
-    LR_CHECK(model_epoch < o.epochs, "train-mlp: --resume {}: the checkpoint has done {} epochs already; ask for more "
-             "with --epochs", o.resume, model_epoch);
+    LR_CHECK(model_epoch < o.epochs,
+             "train-mlp: --resume {}: the checkpoint has done {} epochs already; ask for more "
+             "with --epochs",
+             o.resume, model_epoch);
     r.start_epoch = model_epoch;
     r.history = read_history((dir / "metrics.jsonl").string(), model_epoch);
   }
@@ -295,8 +303,8 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
       if (epoch - 1 > r.start_epoch)
         where = detail::format("The last good checkpoint (epoch {}) is in {}", epoch - 1, o.out_dir);
       else if (r.start_epoch > 0)
-        where = detail::format("The last good checkpoint (epoch {}) is the one resumed from, {}", r.start_epoch,
-                               o.resume);
+        where =
+            detail::format("The last good checkpoint (epoch {}) is the one resumed from, {}", r.start_epoch, o.resume);
       LR_FAIL("train-mlp: the loss became NaN or infinite at epoch {}, step {}; training stopped. {}", epoch,
               s.bad_step + 1, where);
     }
@@ -310,8 +318,8 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
     extra["epoch"] = std::to_string(epoch);
     extra["seed"] = std::to_string(o.seed);
     adam.save(r.optimizer_path, extra);
-    r.model->save(r.model_path, {{"format", "lowrank-mlp"}, {"epoch", std::to_string(epoch)},
-                                 {"seed", std::to_string(o.seed)}});
+    r.model->save(r.model_path,
+                  {{"format", "lowrank-mlp"}, {"epoch", std::to_string(epoch)}, {"seed", std::to_string(o.seed)}});
     std::string lines;
     for (const EpochMetrics& h : r.history) lines += epoch_metrics_json(h) + "\n";
     io::write_file_atomic(r.metrics_path, lines);

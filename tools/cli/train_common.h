@@ -58,7 +58,7 @@ struct MlpTrainOptions {
   uint64_t seed = 0;
   std::string device = "cpu";
   std::string out_dir = "runs/mlp";
-  std::string resume;     // a run folder or its model.safetensors; empty: start fresh
+  std::string resume;  // a run folder or its model.safetensors; empty: start fresh
   // The MLP's batch-32 steps are too small to split across threads: a second thread only adds
   // synchronisation, which costs a lot when the cores are shared (bench/mlp_bench). 0: one per core.
   int threads = 1;
@@ -77,8 +77,8 @@ struct EpochMetrics {
 struct MlpTrainResult {
   std::vector<EpochMetrics> history;  // every epoch so far, including those before a resume
   std::shared_ptr<models::Mlp> model;
-  int64_t start_epoch = 0;      // epochs already done when this run began
-  double seconds = 0;           // wall time of this run's epochs
+  int64_t start_epoch = 0;  // epochs already done when this run began
+  double seconds = 0;       // wall time of this run's epochs
   std::string model_path, optimizer_path, metrics_path, config_path;
   std::string loss_curve_path, accuracy_curve_path;  // PNGs: train and test per epoch
 };

@@ -44,8 +44,9 @@ CLI::Validator non_negative() {
 }  // namespace
 
 RunFn register_train_mlp(CLI::App& app) {
-  auto* sub = app.add_subcommand("train-mlp", "train the Fashion-MNIST MLP (Flatten -> Dense 128 relu -> Dense 128 "
-                                              "relu -> Dense 10) with Adam");
+  auto* sub = app.add_subcommand("train-mlp",
+                                 "train the Fashion-MNIST MLP (Flatten -> Dense 128 relu -> Dense 128 "
+                                 "relu -> Dense 10) with Adam");
   auto o = std::make_shared<MlpTrainOptions>();
   o->data_dir = io::kFashionMnistDefaultDir;
   sub->add_option("--data", o->data_dir, "folder with the Fashion-MNIST IDX files")->capture_default_str();
@@ -72,8 +73,7 @@ RunFn register_train_mlp(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--train-limit", o->train_limit, "use only the first N training samples (0: all)")
       ->check(non_negative());
-  sub->add_option("--test-limit", o->test_limit, "use only the first N test samples (0: all)")
-      ->check(non_negative());
+  sub->add_option("--test-limit", o->test_limit, "use only the first N test samples (0: all)")->check(non_negative());
   sub->add_flag("--json", o->json, "print one JSON summary object on stdout");
   return [o]() {
     MlpTrainResult r = run_train_mlp(*o);
