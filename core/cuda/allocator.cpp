@@ -136,9 +136,15 @@ CudaCachingAllocator& the_allocator() {
 
 }  // namespace
 
-Allocator* cuda_caching_allocator() { return &the_allocator(); }
-CudaMemoryStats cuda_memory_stats() { return the_allocator().stats(); }
-void cuda_reset_peak_memory() { the_allocator().reset_peak(); }
+Allocator* cuda_caching_allocator() {
+  return &the_allocator();
+}
+CudaMemoryStats cuda_memory_stats() {
+  return the_allocator().stats();
+}
+void cuda_reset_peak_memory() {
+  the_allocator().reset_peak();
+}
 void cuda_empty_cache() {
   if (cuda_runtime_device_count() > 0) the_allocator().empty_cache();
 }

@@ -29,8 +29,7 @@ void* open_library(const std::string& soname, const char* what) {
 template <class Fn>
 void resolve(void* lib, const char* name, Fn& fn, const char* what) {
   fn = reinterpret_cast<Fn>(dlsym(lib, name));
-  LR_CHECK(fn != nullptr, "{} has no symbol {}: is the library older than the headers this build used?", what,
-           name);
+  LR_CHECK(fn != nullptr, "{} has no symbol {}: is the library older than the headers this build used?", what, name);
 }
 
 }  // namespace

@@ -46,19 +46,21 @@ void adam_step(const AdamArgs& a, const Tensor& param, const Tensor& grad, const
   const double bc2 = 1.0 - std::pow(a.beta2, static_cast<double>(a.step));
   visit_float(param.dtype(), [&](auto t) {
     using T = decltype(t);
-    const AdamScalars<T> k{static_cast<T>(a.beta1),          static_cast<T>(a.beta2),
-                           static_cast<T>(1.0 - a.beta1),    static_cast<T>(1.0 - a.beta2),
-                           static_cast<T>(-(a.lr / bc1)),    static_cast<T>(std::sqrt(bc2)),
-                           static_cast<T>(a.eps),            static_cast<T>(a.weight_decay),
-                           static_cast<T>(1.0 - a.lr * a.weight_decay)};
+    const AdamScalars<T> k{
+        static_cast<T>(a.beta1),       static_cast<T>(a.beta2),        static_cast<T>(1.0 - a.beta1),
+        static_cast<T>(1.0 - a.beta2), static_cast<T>(-(a.lr / bc1)),  static_cast<T>(std::sqrt(bc2)),
+        static_cast<T>(a.eps),         static_cast<T>(a.weight_decay), static_cast<T>(1.0 - a.lr * a.weight_decay)};
     T* pp = static_cast<T*>(param.raw_data());
     const T* pg = static_cast<const T*>(grad.raw_data());
     T* pm = static_cast<T*>(m.raw_data());
     T* pv = static_cast<T*>(v.raw_data());
     const unsigned grid = grid_for(n, dev);
-    if (a.weight_decay == 0.0) adam_kernel<T, 0><<<grid, kThreads, 0, s>>>(k, pp, pg, pm, pv, n);
-    else if (a.decoupled) adam_kernel<T, 2><<<grid, kThreads, 0, s>>>(k, pp, pg, pm, pv, n);
-    else adam_kernel<T, 1><<<grid, kThreads, 0, s>>>(k, pp, pg, pm, pv, n);
+    if (a.weight_decay == 0.0)
+      adam_kernel<T, 0><<<grid, kThreads, 0, s>>>(k, pp, pg, pm, pv, n);
+    else if (a.decoupled)
+      adam_kernel<T, 2><<<grid, kThreads, 0, s>>>(k, pp, pg, pm, pv, n);
+    else
+      adam_kernel<T, 1><<<grid, kThreads, 0, s>>>(k, pp, pg, pm, pv, n);
     CUDA_CHECK_LAUNCH();
   });
 }

@@ -124,18 +124,24 @@ inline unsigned grid_for(int64_t n, int device, int threads = kThreads) {
 __device__ __forceinline__ int64_t global_thread() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
 }
-__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+__device__ __forceinline__ int64_t grid_stride() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
 
 // ---- reductions inside a warp / a block (T: float, double, or any type with shuffles)
 
 struct SumOp {
   template <class T>
-  __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+  __device__ __forceinline__ T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 // Max that keeps NaN, like the CPU loops (`v > acc || v != v`).
 struct MaxOp {
   template <class T>
-  __device__ __forceinline__ T operator()(T a, T b) const { return (b > a || b != b) ? b : a; }
+  __device__ __forceinline__ T operator()(T a, T b) const {
+    return (b > a || b != b) ? b : a;
+  }
 };
 
 template <class T, class Op>
@@ -172,21 +178,30 @@ inline unsigned row_threads(int64_t cols) {
 template <class F>
 void visit_float(DType t, F&& f) {
   switch (t) {
-    case DType::F32: return f(float{});
-    case DType::F64: return f(double{});
-    default: LR_FAIL("CUDA kernels need f32 or f64, got {}", dtype_name(t));
+    case DType::F32:
+      return f(float{});
+    case DType::F64:
+      return f(double{});
+    default:
+      LR_FAIL("CUDA kernels need f32 or f64, got {}", dtype_name(t));
   }
 }
 
 template <class F>
 void visit_all(DType t, F&& f) {
   switch (t) {
-    case DType::F32: return f(float{});
-    case DType::F64: return f(double{});
-    case DType::I64: return f(int64_t{});
-    case DType::I32: return f(int32_t{});
-    case DType::U8: return f(uint8_t{});
-    default: LR_FAIL("CUDA kernels do not handle dtype {}", dtype_name(t));
+    case DType::F32:
+      return f(float{});
+    case DType::F64:
+      return f(double{});
+    case DType::I64:
+      return f(int64_t{});
+    case DType::I32:
+      return f(int32_t{});
+    case DType::U8:
+      return f(uint8_t{});
+    default:
+      LR_FAIL("CUDA kernels do not handle dtype {}", dtype_name(t));
   }
 }
 

@@ -27,42 +27,74 @@ __device__ __forceinline__ T gelu_tanh_grad(T x) {
 
 template <class T, UnaryOp Op>
 __device__ __forceinline__ T apply_unary(T x, T a) {
-  if constexpr (Op == UnaryOp::Neg) return -x;
-  else if constexpr (Op == UnaryOp::Exp) return std::exp(x);
-  else if constexpr (Op == UnaryOp::Log) return std::log(x);
-  else if constexpr (Op == UnaryOp::Sqrt) return std::sqrt(x);
-  else if constexpr (Op == UnaryOp::Rsqrt) return static_cast<T>(1) / std::sqrt(x);
-  else if constexpr (Op == UnaryOp::Tanh) return std::tanh(x);
-  else if constexpr (Op == UnaryOp::Sigmoid) return static_cast<T>(1) / (static_cast<T>(1) + std::exp(-x));
-  else if constexpr (Op == UnaryOp::Relu) return x > 0 ? x : static_cast<T>(0);
-  else if constexpr (Op == UnaryOp::Gelu) return gelu_tanh(x);
-  else if constexpr (Op == UnaryOp::Abs) return std::abs(x);
-  else if constexpr (Op == UnaryOp::Sign) return static_cast<T>((x > 0) - (x < 0));
-  else if constexpr (Op == UnaryOp::AddScalar) return x + a;
-  else if constexpr (Op == UnaryOp::MulScalar) return x * a;
-  else if constexpr (Op == UnaryOp::PowScalar) return a == static_cast<T>(2) ? x * x : std::pow(x, a);
-  else if constexpr (Op == UnaryOp::RSubScalar) return a - x;
-  else return a / x;  // RDivScalar
+  if constexpr (Op == UnaryOp::Neg)
+    return -x;
+  else if constexpr (Op == UnaryOp::Exp)
+    return std::exp(x);
+  else if constexpr (Op == UnaryOp::Log)
+    return std::log(x);
+  else if constexpr (Op == UnaryOp::Sqrt)
+    return std::sqrt(x);
+  else if constexpr (Op == UnaryOp::Rsqrt)
+    return static_cast<T>(1) / std::sqrt(x);
+  else if constexpr (Op == UnaryOp::Tanh)
+    return std::tanh(x);
+  else if constexpr (Op == UnaryOp::Sigmoid)
+    return static_cast<T>(1) / (static_cast<T>(1) + std::exp(-x));
+  else if constexpr (Op == UnaryOp::Relu)
+    return x > 0 ? x : static_cast<T>(0);
+  else if constexpr (Op == UnaryOp::Gelu)
+    return gelu_tanh(x);
+  else if constexpr (Op == UnaryOp::Abs)
+    return std::abs(x);
+  else if constexpr (Op == UnaryOp::Sign)
+    return static_cast<T>((x > 0) - (x < 0));
+  else if constexpr (Op == UnaryOp::AddScalar)
+    return x + a;
+  else if constexpr (Op == UnaryOp::MulScalar)
+    return x * a;
+  else if constexpr (Op == UnaryOp::PowScalar)
+    return a == static_cast<T>(2) ? x * x : std::pow(x, a);
+  else if constexpr (Op == UnaryOp::RSubScalar)
+    return a - x;
+  else
+    return a / x;  // RDivScalar
 }
 
 template <class T, BinaryOp Op>
 __device__ __forceinline__ T apply_binary(T x, T y, T a) {
-  if constexpr (Op == BinaryOp::Add) return x + y;
-  else if constexpr (Op == BinaryOp::Sub) return x - y;
-  else if constexpr (Op == BinaryOp::Mul) return x * y;
-  else if constexpr (Op == BinaryOp::Div) return x / y;
-  else if constexpr (Op == BinaryOp::Pow) return std::pow(x, y);
-  else if constexpr (Op == BinaryOp::Maximum) return x >= y ? x : y;
-  else if constexpr (Op == BinaryOp::Minimum) return x <= y ? x : y;
-  else if constexpr (Op == BinaryOp::Eq) return static_cast<T>(x == y);
-  else if constexpr (Op == BinaryOp::Ne) return static_cast<T>(x != y);
-  else if constexpr (Op == BinaryOp::Lt) return static_cast<T>(x < y);
-  else if constexpr (Op == BinaryOp::Le) return static_cast<T>(x <= y);
-  else if constexpr (Op == BinaryOp::Gt) return static_cast<T>(x > y);
-  else if constexpr (Op == BinaryOp::Ge) return static_cast<T>(x >= y);
-  else if constexpr (Op == BinaryOp::MaskedFill) return y != static_cast<T>(0) ? a : x;
-  else if constexpr (Op == BinaryOp::ReluBackward) return x > 0 ? y : static_cast<T>(0);
-  else return y * gelu_tanh_grad(x);  // GeluBackward
+  if constexpr (Op == BinaryOp::Add)
+    return x + y;
+  else if constexpr (Op == BinaryOp::Sub)
+    return x - y;
+  else if constexpr (Op == BinaryOp::Mul)
+    return x * y;
+  else if constexpr (Op == BinaryOp::Div)
+    return x / y;
+  else if constexpr (Op == BinaryOp::Pow)
+    return std::pow(x, y);
+  else if constexpr (Op == BinaryOp::Maximum)
+    return x >= y ? x : y;
+  else if constexpr (Op == BinaryOp::Minimum)
+    return x <= y ? x : y;
+  else if constexpr (Op == BinaryOp::Eq)
+    return static_cast<T>(x == y);
+  else if constexpr (Op == BinaryOp::Ne)
+    return static_cast<T>(x != y);
+  else if constexpr (Op == BinaryOp::Lt)
+    return static_cast<T>(x < y);
+  else if constexpr (Op == BinaryOp::Le)
+    return static_cast<T>(x <= y);
+  else if constexpr (Op == BinaryOp::Gt)
+    return static_cast<T>(x > y);
+  else if constexpr (Op == BinaryOp::Ge)
+    return static_cast<T>(x >= y);
+  else if constexpr (Op == BinaryOp::MaskedFill)
+    return y != static_cast<T>(0) ? a : x;
+  else if constexpr (Op == BinaryOp::ReluBackward)
+    return x > 0 ? y : static_cast<T>(0);
+  else
+    return y * gelu_tanh_grad(x);  // GeluBackward
 }
 
 // ---- kernels
@@ -70,45 +102,48 @@ __device__ __forceinline__ T apply_binary(T x, T y, T a) {
 // `contig`: every operand has unit stride (plain indexing); `small`: n < 2^32, so the strided
 // path divides in 32 bits.
 template <class T, UnaryOp Op>
-__global__ void unary_kernel(Indexer<2> ix, const T* x, T* out, int64_t n, T a,
-                             bool contig, bool small) {
+__global__ void unary_kernel(Indexer<2> ix, const T* x, T* out, int64_t n, T a, bool contig, bool small) {
   for (int64_t i = global_thread(); i < n; i += grid_stride()) {
     if (contig) {
       out[i] = apply_unary<T, Op>(x[i], a);
     } else {
       int64_t off[2];
-      if (small) ix.offsets(static_cast<uint32_t>(i), off);
-      else ix.offsets(static_cast<uint64_t>(i), off);
+      if (small)
+        ix.offsets(static_cast<uint32_t>(i), off);
+      else
+        ix.offsets(static_cast<uint64_t>(i), off);
       out[off[1]] = apply_unary<T, Op>(x[off[0]], a);
     }
   }
 }
 
 template <class T, BinaryOp Op>
-__global__ void binary_kernel(Indexer<3> ix, const T* x, const T* y, T* out, int64_t n, T a, bool contig,
-                              bool small) {
+__global__ void binary_kernel(Indexer<3> ix, const T* x, const T* y, T* out, int64_t n, T a, bool contig, bool small) {
   for (int64_t i = global_thread(); i < n; i += grid_stride()) {
     if (contig) {
       out[i] = apply_binary<T, Op>(x[i], y[i], a);
     } else {
       int64_t off[3];
-      if (small) ix.offsets(static_cast<uint32_t>(i), off);
-      else ix.offsets(static_cast<uint64_t>(i), off);
+      if (small)
+        ix.offsets(static_cast<uint32_t>(i), off);
+      else
+        ix.offsets(static_cast<uint64_t>(i), off);
       out[off[2]] = apply_binary<T, Op>(x[off[0]], y[off[1]], a);
     }
   }
 }
 
 template <class S, class D>
-__global__ void copy_kernel(Indexer<2> ix, const S* src, D* dst, int64_t n, bool contig,
-                            bool small) {
+__global__ void copy_kernel(Indexer<2> ix, const S* src, D* dst, int64_t n, bool contig, bool small) {
   for (int64_t i = global_thread(); i < n; i += grid_stride()) {
     if (contig) {
       dst[i] = static_cast<D>(src[i]);
     } else {
       int64_t off[2];
-      if (small) ix.offsets(static_cast<uint32_t>(i), off);
-      else ix.offsets(static_cast<uint64_t>(i), off);
+      if (small)
+        ix.offsets(static_cast<uint32_t>(i), off);
+      else
+        ix.offsets(static_cast<uint64_t>(i), off);
       dst[off[1]] = static_cast<D>(src[off[0]]);
     }
   }
@@ -121,8 +156,10 @@ __global__ void fill_kernel(Indexer<1> ix, D* dst, int64_t n, D v, bool contig, 
       dst[i] = v;
     } else {
       int64_t off[1];
-      if (small) ix.offsets(static_cast<uint32_t>(i), off);
-      else ix.offsets(static_cast<uint64_t>(i), off);
+      if (small)
+        ix.offsets(static_cast<uint32_t>(i), off);
+      else
+        ix.offsets(static_cast<uint64_t>(i), off);
       dst[off[0]] = v;
     }
   }
@@ -138,9 +175,9 @@ void unary_cuda(const Tensor& x, const Tensor& out, T a, cudaStream_t stream) {
   auto L = coalesce<2>(out.shape(), {&x.strides(), &out.strides()});
   for_each_piece<2>(L, [&](const Indexer<2>& ix, const std::array<int64_t, 2>& base) {
     const int64_t n = indexer_numel(ix);
-    unary_kernel<T, Op><<<grid_for(n, dev), kThreads, 0, stream>>>(
-        ix, static_cast<const T*>(x.raw_data()) + base[0], static_cast<T*>(out.raw_data()) + base[1], n, a,
-        indexer_contiguous(ix), n < kSmall);
+    unary_kernel<T, Op><<<grid_for(n, dev), kThreads, 0, stream>>>(ix, static_cast<const T*>(x.raw_data()) + base[0],
+                                                                   static_cast<T*>(out.raw_data()) + base[1], n, a,
+                                                                   indexer_contiguous(ix), n < kSmall);
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -162,10 +199,12 @@ template <class T>
 void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, T a, cudaStream_t s) {
   switch (op) {
 #define LR_CASE(name) \
-  case UnaryOp::name: return unary_cuda<T, UnaryOp::name>(x, out, a, s);
-    LR_CASE(Neg) LR_CASE(Exp) LR_CASE(Log) LR_CASE(Sqrt) LR_CASE(Rsqrt) LR_CASE(Tanh) LR_CASE(Sigmoid)
-    LR_CASE(Relu) LR_CASE(Gelu) LR_CASE(Abs) LR_CASE(Sign) LR_CASE(AddScalar) LR_CASE(MulScalar)
-    LR_CASE(PowScalar) LR_CASE(RSubScalar) LR_CASE(RDivScalar)
+  case UnaryOp::name: \
+    return unary_cuda<T, UnaryOp::name>(x, out, a, s);
+    LR_CASE(Neg)
+    LR_CASE(Exp) LR_CASE(Log) LR_CASE(Sqrt) LR_CASE(Rsqrt) LR_CASE(Tanh) LR_CASE(Sigmoid) LR_CASE(Relu) LR_CASE(Gelu)
+        LR_CASE(Abs) LR_CASE(Sign) LR_CASE(AddScalar) LR_CASE(MulScalar) LR_CASE(PowScalar) LR_CASE(RSubScalar)
+            LR_CASE(RDivScalar)
 #undef LR_CASE
   }
 }
@@ -173,11 +212,12 @@ void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, T a, cudaStream
 template <class T>
 void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out, T a, cudaStream_t s) {
   switch (op) {
-#define LR_CASE(name) \
-  case BinaryOp::name: return binary_cuda<T, BinaryOp::name>(x, y, out, a, s);
-    LR_CASE(Add) LR_CASE(Sub) LR_CASE(Mul) LR_CASE(Div) LR_CASE(Pow) LR_CASE(Maximum) LR_CASE(Minimum)
-    LR_CASE(Eq) LR_CASE(Ne) LR_CASE(Lt) LR_CASE(Le) LR_CASE(Gt) LR_CASE(Ge) LR_CASE(MaskedFill)
-    LR_CASE(ReluBackward) LR_CASE(GeluBackward)
+#define LR_CASE(name)  \
+  case BinaryOp::name: \
+    return binary_cuda<T, BinaryOp::name>(x, y, out, a, s);
+    LR_CASE(Add)
+    LR_CASE(Sub) LR_CASE(Mul) LR_CASE(Div) LR_CASE(Pow) LR_CASE(Maximum) LR_CASE(Minimum) LR_CASE(Eq) LR_CASE(Ne)
+        LR_CASE(Lt) LR_CASE(Le) LR_CASE(Gt) LR_CASE(Ge) LR_CASE(MaskedFill) LR_CASE(ReluBackward) LR_CASE(GeluBackward)
 #undef LR_CASE
   }
 }

@@ -14,15 +14,17 @@ constexpr int kColX = 32, kColY = 8;
 __device__ __forceinline__ int64_t first_row() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
 }
-__device__ __forceinline__ int64_t row_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.y; }
+__device__ __forceinline__ int64_t row_stride() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.y;
+}
 
 // ---- kernels
 
 // w, b may be null (weight 1, bias 0; the op passes both today). Two passes over the row for the variance: exact enough
 // for rows with a large mean, unlike E[x^2] - E[x]^2.
 template <class T>
-__global__ void layer_norm_kernel(const T* x, const T* w, const T* b, double eps, T* y, T* mean, T* rstd,
-                                  int64_t rows, int64_t d) {
+__global__ void layer_norm_kernel(const T* x, const T* w, const T* b, double eps, T* y, T* mean, T* rstd, int64_t rows,
+                                  int64_t d) {
   __shared__ double smem[32];
   for (int64_t r = first_row(); r < rows; r += row_stride()) {
     const T* xr = x + r * d;
@@ -149,10 +151,9 @@ void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, c
   const dim3 block = row_block(d), grid = row_grid(rows, block);
   visit_float(x.dtype(), [&](auto t) {
     using T = decltype(t);
-    layer_norm_kernel<T><<<grid, block, 0, s>>>(static_cast<const T*>(x.raw_data()), ptr_or_null<T>(w),
-                                                ptr_or_null<T>(b), eps, static_cast<T*>(y.raw_data()),
-                                                static_cast<T*>(mean.raw_data()), static_cast<T*>(rstd.raw_data()),
-                                                rows, d);
+    layer_norm_kernel<T><<<grid, block, 0, s>>>(
+        static_cast<const T*>(x.raw_data()), ptr_or_null<T>(w), ptr_or_null<T>(b), eps, static_cast<T*>(y.raw_data()),
+        static_cast<T*>(mean.raw_data()), static_cast<T*>(rstd.raw_data()), rows, d);
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -171,8 +172,8 @@ void layer_norm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, c
     const T* pg = static_cast<const T*>(gy.raw_data());
     if (gx.defined() && rows > 0) {
       const dim3 block = row_block(d), grid = row_grid(rows, block);
-      layer_norm_backward_kernel<T><<<grid, block, 0, s>>>(px, ptr_or_null<T>(w), pm, pr, pg,
-                                                           static_cast<T*>(gx.raw_data()), rows, d);
+      layer_norm_backward_kernel<T>
+          <<<grid, block, 0, s>>>(px, ptr_or_null<T>(w), pm, pr, pg, static_cast<T*>(gx.raw_data()), rows, d);
       CUDA_CHECK_LAUNCH();
     }
     if (!gw.defined() && !gb.defined()) return;
@@ -186,8 +187,8 @@ void layer_norm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, c
     T* pgw = mut_ptr_or_null<T>(gw);
     T* pgb = mut_ptr_or_null<T>(gb);
     if (splits == 1) {
-      layer_norm_param_grad_kernel<T><<<grid, block, 0, s>>>(px, pm, pr, pg, pgw, pgb, nullptr, nullptr, rows, d,
-                                                             chunk);
+      layer_norm_param_grad_kernel<T>
+          <<<grid, block, 0, s>>>(px, pm, pr, pg, pgw, pgb, nullptr, nullptr, rows, d, chunk);
       CUDA_CHECK_LAUNCH();
       return;
     }

@@ -37,8 +37,8 @@ struct Segment {
 // Accumulates alpha · A[:, kb:ke] B[kb:ke, :] of one segment into the thread's outputs.
 template <class T, int TM, int TN, int BK>
 __device__ __forceinline__ void gemm_segment(const Segment<T>& s, int64_t kb, int64_t ke, int64_t m0, int64_t n0,
-                                             int64_t M, int64_t N, T (&As)[BK][16 * TM + 1],
-                                             T (&Bs)[BK][16 * TN + 1], T (&acc)[TM][TN]) {
+                                             int64_t M, int64_t N, T (&As)[BK][16 * TM + 1], T (&Bs)[BK][16 * TN + 1],
+                                             T (&acc)[TM][TN]) {
   constexpr int BM = 16 * TM, BN = 16 * TN;
   constexpr int LA = BM * BK / kTileThreads, LB = BN * BK / kTileThreads;
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
@@ -113,8 +113,7 @@ __global__ void __launch_bounds__(kTileThreads)
 
 // c[m, n] = Σ_z partial[z, m, n] (+ bias[n]).
 template <class T>
-__global__ void split_sum_kernel(const T* partial, int splits, const T* bias, T* c, int64_t ldc, int64_t M,
-                                 int64_t N) {
+__global__ void split_sum_kernel(const T* partial, int splits, const T* bias, T* c, int64_t ldc, int64_t M, int64_t N) {
   const int64_t mn = M * N;
   for (int64_t i = global_thread(); i < mn; i += grid_stride()) {
     T v = bias ? bias[i % N] : T(0);
@@ -158,10 +157,14 @@ void tiled_gemm(Segment<T> s1, Segment<T> s2, const T* bias, T* c, int64_t M, in
   if (s1.alpha == T(0)) s1.k = 0;  // as BLAS with alpha = 0: the product is skipped
   if (s2.alpha == T(0)) s2.k = 0;
   const int64_t sms = sm_count(d.index);
-  if (N <= 16 && M > 16) launch_tiles<T, 4, 1, 16>(s1, s2, bias, c, M, N, d, st);         // 64 x 16: rank-wide outputs
-  else if (M <= 16 && N > 16) launch_tiles<T, 1, 4, 16>(s1, s2, bias, c, M, N, d, st);    // 16 x 64
-  else if (((M + 127) / 128) * ((N + 127) / 128) >= sms) launch_tiles<T, 8, 8, 8>(s1, s2, bias, c, M, N, d, st);
-  else launch_tiles<T, 4, 4, 16>(s1, s2, bias, c, M, N, d, st);
+  if (N <= 16 && M > 16)
+    launch_tiles<T, 4, 1, 16>(s1, s2, bias, c, M, N, d, st);  // 64 x 16: rank-wide outputs
+  else if (M <= 16 && N > 16)
+    launch_tiles<T, 1, 4, 16>(s1, s2, bias, c, M, N, d, st);  // 16 x 64
+  else if (((M + 127) / 128) * ((N + 127) / 128) >= sms)
+    launch_tiles<T, 8, 8, 8>(s1, s2, bias, c, M, N, d, st);
+  else
+    launch_tiles<T, 4, 4, 16>(s1, s2, bias, c, M, N, d, st);
 }
 
 template <class T>
@@ -204,8 +207,8 @@ void backward_typed(const Tensor& x, const Tensor& w, const Tensor& a, const Ten
     tiled_gemm<T>({{cptr<T>(gy), out, 1}, {cptr<T>(bm), r, 1}, out, T(1)}, none, nullptr, mptr<T>(gyb), m, r, d, st);
   }
   if (gx.defined())  // gx = base_scale · gy W + scale · gyb A
-    tiled_gemm<T>({{cptr<T>(gy), out, 1}, {cptr<T>(w), in, 1}, out, s0}, {{cptr<T>(gyb), r, 1}, {cptr<T>(a), in, 1}, r, s},
-                  nullptr, mptr<T>(gx), m, in, d, st);
+    tiled_gemm<T>({{cptr<T>(gy), out, 1}, {cptr<T>(w), in, 1}, out, s0},
+                  {{cptr<T>(gyb), r, 1}, {cptr<T>(a), in, 1}, r, s}, nullptr, mptr<T>(gx), m, in, d, st);
   if (ga.defined())  // gA = scale · gybᵀ x: A(i, k) = gyb[k, i]
     tiled_gemm<T>({{cptr<T>(gyb), 1, r}, {cptr<T>(x), in, 1}, m, s}, none, nullptr, mptr<T>(ga), r, in, d, st);
   if (gbm.defined())  // gB = scale · gyᵀ xa
@@ -223,15 +226,19 @@ void backward_typed(const Tensor& x, const Tensor& w, const Tensor& a, const Ten
 
 void lora_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& a, const Tensor& bm, double scale,
                   double base_scale, const Tensor& y, const Tensor& xa) {
-  if (x.dtype() == DType::F32) forward_typed<float>(x, w, b, a, bm, scale, base_scale, y, xa);
-  else forward_typed<double>(x, w, b, a, bm, scale, base_scale, y, xa);
+  if (x.dtype() == DType::F32)
+    forward_typed<float>(x, w, b, a, bm, scale, base_scale, y, xa);
+  else
+    forward_typed<double>(x, w, b, a, bm, scale, base_scale, y, xa);
 }
 
 void lora_backward(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& bm, const Tensor& xa,
                    const Tensor& gy, double scale, double base_scale, const Tensor& gx, const Tensor& gw,
                    const Tensor& gb, const Tensor& ga, const Tensor& gbm) {
-  if (x.dtype() == DType::F32) backward_typed<float>(x, w, a, bm, xa, gy, scale, base_scale, gx, gw, gb, ga, gbm);
-  else backward_typed<double>(x, w, a, bm, xa, gy, scale, base_scale, gx, gw, gb, ga, gbm);
+  if (x.dtype() == DType::F32)
+    backward_typed<float>(x, w, a, bm, xa, gy, scale, base_scale, gx, gw, gb, ga, gbm);
+  else
+    backward_typed<double>(x, w, a, bm, xa, gy, scale, base_scale, gx, gw, gb, ga, gbm);
 }
 
 }  // namespace lowrank::cuda

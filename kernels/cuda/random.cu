@@ -13,8 +13,10 @@ template <class T, RandomKind Kind>
 __global__ void random_kernel(uint64_t seed, uint64_t offset, T* out, int64_t n) {
   for (int64_t i = global_thread(); i < n; i += grid_stride()) {
     const auto u = static_cast<uint64_t>(i);
-    if constexpr (Kind == RandomKind::Uniform) out[i] = static_cast<T>(philox_uniform(seed, offset, u));
-    else out[i] = static_cast<T>(philox_normal(seed, offset, u));
+    if constexpr (Kind == RandomKind::Uniform)
+      out[i] = static_cast<T>(philox_uniform(seed, offset, u));
+    else
+      out[i] = static_cast<T>(philox_normal(seed, offset, u));
   }
 }
 
@@ -30,8 +32,10 @@ void random(RandomKind kind, uint64_t seed, uint64_t offset, const Tensor& out) 
   visit_float(out.dtype(), [&](auto t) {
     using T = decltype(t);
     T* p = static_cast<T*>(out.raw_data());
-    if (kind == RandomKind::Uniform) random_kernel<T, RandomKind::Uniform><<<grid_for(n, dev), kThreads, 0, s>>>(seed, offset, p, n);
-    else random_kernel<T, RandomKind::Normal><<<grid_for(n, dev), kThreads, 0, s>>>(seed, offset, p, n);
+    if (kind == RandomKind::Uniform)
+      random_kernel<T, RandomKind::Uniform><<<grid_for(n, dev), kThreads, 0, s>>>(seed, offset, p, n);
+    else
+      random_kernel<T, RandomKind::Normal><<<grid_for(n, dev), kThreads, 0, s>>>(seed, offset, p, n);
     CUDA_CHECK_LAUNCH();
   });
 }

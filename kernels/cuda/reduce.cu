@@ -21,8 +21,10 @@ constexpr int kColThreadsX = 32, kColThreadsY = 8;
 
 template <bool IsMax>
 __device__ __forceinline__ double combine(double acc, double v) {
-  if constexpr (IsMax) return MaxOp{}(acc, v);
-  else return acc + v;
+  if constexpr (IsMax)
+    return MaxOp{}(acc, v);
+  else
+    return acc + v;
 }
 
 template <bool IsMax>
@@ -53,8 +55,10 @@ __global__ void reduce_rows_kernel(Indexer<1> outer, Indexer<1> inner, const In*
     double acc = identity<IsMax>();
     for (int64_t r = begin + threadIdx.x; r < end; r += blockDim.x)
       acc = combine<IsMax>(acc, static_cast<double>(x[base[0] + inner_offset(inner, r, inner_linear)]));
-    if constexpr (IsMax) acc = row_allreduce(acc, MaxOp{}, identity<IsMax>(), smem);
-    else acc = row_allreduce(acc, SumOp{}, 0.0, smem);
+    if constexpr (IsMax)
+      acc = row_allreduce(acc, MaxOp{}, identity<IsMax>(), smem);
+    else
+      acc = row_allreduce(acc, SumOp{}, 0.0, smem);
     if (threadIdx.x == 0) out[o * splits + blockIdx.y] = static_cast<Out>(acc);
   }
 }
@@ -86,8 +90,7 @@ __global__ void reduce_cols_kernel(Indexer<1> outer, Indexer<1> inner, const In*
 // First index of the maximum along one axis; NaNs are skipped unless the first element is NaN,
 // which is what the CPU loop (`v > best`, starting from element 0) returns.
 template <class T>
-__global__ void argmax_rows_kernel(Indexer<1> outer, const T* x, int64_t* out, int64_t n_out, int64_t n,
-                                   int64_t st) {
+__global__ void argmax_rows_kernel(Indexer<1> outer, const T* x, int64_t* out, int64_t n_out, int64_t n, int64_t st) {
   __shared__ double sv[32];
   __shared__ int64_t si[32];
   constexpr int64_t kNone = INT64_MAX;
@@ -132,8 +135,7 @@ __global__ void argmax_rows_kernel(Indexer<1> outer, const T* x, int64_t* out, i
 
 // One thread per output: the CPU loop itself (strided axis or short rows).
 template <class T>
-__global__ void argmax_cols_kernel(Indexer<1> outer, const T* x, int64_t* out, int64_t n_out, int64_t n,
-                                   int64_t st) {
+__global__ void argmax_cols_kernel(Indexer<1> outer, const T* x, int64_t* out, int64_t n_out, int64_t n, int64_t st) {
   for (int64_t o = global_thread(); o < n_out; o += grid_stride()) {
     int64_t base[1];
     outer.offsets(static_cast<uint64_t>(o), base);
@@ -171,8 +173,10 @@ ReducePlan plan_reduce(const Tensor& x, uint64_t mask) {
   Strides ost, ist;
   std::vector<std::pair<int64_t, int64_t>> red;  // (stride, size)
   for (int64_t i = 0; i < x.dim(); ++i) {
-    if (mask & (1ull << i)) red.push_back({x.strides()[i], x.shape()[i]});
-    else os.push_back(x.shape()[i]), ost.push_back(x.strides()[i]);
+    if (mask & (1ull << i))
+      red.push_back({x.strides()[i], x.shape()[i]});
+    else
+      os.push_back(x.shape()[i]), ost.push_back(x.strides()[i]);
   }
   // The order of the reduced axes is free: largest stride outermost lets more of them merge
   // and puts the unit stride innermost.
@@ -192,8 +196,8 @@ void launch_rows(const Indexer<1>& outer, const Indexer<1>& inner, const In* x, 
                  int splits, bool linear, cudaStream_t s) {
   const int64_t chunk = (n_in + splits - 1) / splits;
   const dim3 grid(static_cast<unsigned>(std::min<int64_t>(n_out, 1 << 30)), static_cast<unsigned>(splits));
-  reduce_rows_kernel<In, Out, IsMax><<<grid, row_threads(std::min(n_in, chunk)), 0, s>>>(outer, inner, x, out, n_out,
-                                                                                        n_in, chunk, splits, linear);
+  reduce_rows_kernel<In, Out, IsMax>
+      <<<grid, row_threads(std::min(n_in, chunk)), 0, s>>>(outer, inner, x, out, n_out, n_in, chunk, splits, linear);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -202,8 +206,8 @@ void launch_cols(const Indexer<1>& outer, const Indexer<1>& inner, const In* x, 
                  int splits, bool linear, cudaStream_t s) {
   const int64_t chunk = (n_in + splits - 1) / splits;
   const dim3 grid(static_cast<unsigned>((n_out + kColThreadsX - 1) / kColThreadsX), static_cast<unsigned>(splits));
-  reduce_cols_kernel<In, Out, IsMax><<<grid, dim3(kColThreadsX, kColThreadsY), 0, s>>>(outer, inner, x, out, n_out,
-                                                                                       n_in, chunk, linear);
+  reduce_cols_kernel<In, Out, IsMax>
+      <<<grid, dim3(kColThreadsX, kColThreadsY), 0, s>>>(outer, inner, x, out, n_out, n_in, chunk, linear);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -229,8 +233,10 @@ void reduce_cuda(const Tensor& x, const Tensor& out, const ReducePlan& p, cudaSt
     splits = static_cast<int>(std::min<int64_t>({(p.n_in + 4095) / 4096, (4 * sms + p.n_out - 1) / p.n_out, 1024}));
   }
   if (splits == 1) {
-    if (cols) launch_cols<T, T, IsMax>(outer, inner, px, po, p.n_out, p.n_in, 1, linear, s);
-    else launch_rows<T, T, IsMax>(outer, inner, px, po, p.n_out, p.n_in, 1, linear, s);
+    if (cols)
+      launch_cols<T, T, IsMax>(outer, inner, px, po, p.n_out, p.n_in, 1, linear, s);
+    else
+      launch_rows<T, T, IsMax>(outer, inner, px, po, p.n_out, p.n_in, 1, linear, s);
     return;
   }
   // f64 partials, then one more pass over them.
@@ -273,8 +279,10 @@ void reduce(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t axes_mask)
   }
   visit_float(x.dtype(), [&](auto t) {
     using T = decltype(t);
-    if (op == ReduceOp::Max) reduce_cuda<T, true>(xs, out, p, s);
-    else reduce_cuda<T, false>(xs, out, p, s);
+    if (op == ReduceOp::Max)
+      reduce_cuda<T, true>(xs, out, p, s);
+    else
+      reduce_cuda<T, false>(xs, out, p, s);
   });
 }
 

@@ -19,7 +19,9 @@ void from_host(const void* src, void* dst, size_t nbytes, Device dst_device) {
   CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, stream(dst_device)));
 }
 
-void synchronize(Device d) { CUDA_CHECK(cudaStreamSynchronize(stream(d))); }
+void synchronize(Device d) {
+  CUDA_CHECK(cudaStreamSynchronize(stream(d)));
+}
 
 }  // namespace cuda
 

@@ -30,7 +30,9 @@ RowLaunch row_launch(int64_t rows, int64_t cols) {
 __device__ __forceinline__ int64_t first_row() {
   return static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
 }
-__device__ __forceinline__ int64_t row_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.y; }
+__device__ __forceinline__ int64_t row_stride() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.y;
+}
 
 template <class T>
 __device__ __forceinline__ T row_max(const T* xr, int64_t cols, double* smem) {
@@ -139,7 +141,9 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const int64_t* la
 }
 
 // Stride of a 1-D per-row tensor (labels, per-row gradients): a broadcast gradient has stride 0.
-int64_t vector_stride(const Tensor& t) { return t.dim() == 0 ? 0 : t.strides()[0]; }
+int64_t vector_stride(const Tensor& t) {
+  return t.dim() == 0 ? 0 : t.strides()[0];
+}
 
 }  // namespace
 
@@ -154,8 +158,10 @@ void softmax(const Tensor& x, const Tensor& y, bool log) {
     using T = decltype(t);
     const T* px = static_cast<const T*>(x.raw_data());
     T* py = static_cast<T*>(y.raw_data());
-    if (log) softmax_kernel<T, true><<<L.grid, L.block, 0, s>>>(px, py, rows, cols);
-    else softmax_kernel<T, false><<<L.grid, L.block, 0, s>>>(px, py, rows, cols);
+    if (log)
+      softmax_kernel<T, true><<<L.grid, L.block, 0, s>>>(px, py, rows, cols);
+    else
+      softmax_kernel<T, false><<<L.grid, L.block, 0, s>>>(px, py, rows, cols);
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -170,8 +176,10 @@ void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool 
     const T* py = static_cast<const T*>(y.raw_data());
     const T* pg = static_cast<const T*>(gy.raw_data());
     T* pgx = static_cast<T*>(gx.raw_data());
-    if (log) softmax_backward_kernel<T, true><<<L.grid, L.block, 0, s>>>(py, pg, pgx, rows, cols);
-    else softmax_backward_kernel<T, false><<<L.grid, L.block, 0, s>>>(py, pg, pgx, rows, cols);
+    if (log)
+      softmax_backward_kernel<T, true><<<L.grid, L.block, 0, s>>>(py, pg, pgx, rows, cols);
+    else
+      softmax_backward_kernel<T, false><<<L.grid, L.block, 0, s>>>(py, pg, pgx, rows, cols);
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -183,16 +191,15 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_in
   const RowLaunch L = row_launch(rows, cols);
   visit_float(logits.dtype(), [&](auto t) {
     using T = decltype(t);
-    cross_entropy_kernel<T><<<L.grid, L.block, 0, s>>>(static_cast<const T*>(logits.raw_data()),
-                                                       static_cast<const int64_t*>(labels.raw_data()),
-                                                       vector_stride(labels), ignore_index,
-                                                       static_cast<T*>(losses.raw_data()), rows, cols);
+    cross_entropy_kernel<T><<<L.grid, L.block, 0, s>>>(
+        static_cast<const T*>(logits.raw_data()), static_cast<const int64_t*>(labels.raw_data()), vector_stride(labels),
+        ignore_index, static_cast<T*>(losses.raw_data()), rows, cols);
     CUDA_CHECK_LAUNCH();
   });
 }
 
-void cross_entropy_backward(const Tensor& logits, const Tensor& labels, int64_t ignore_index,
-                            const Tensor& grad_losses, const Tensor& grad_logits) {
+void cross_entropy_backward(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& grad_losses,
+                            const Tensor& grad_logits) {
   const int64_t rows = logits.size(0), cols = logits.size(1);
   if (rows == 0 || cols == 0) return;
   cudaStream_t s = stream(logits.device());
@@ -200,9 +207,9 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& labels, int64_t 
   visit_float(logits.dtype(), [&](auto t) {
     using T = decltype(t);
     cross_entropy_backward_kernel<T><<<L.grid, L.block, 0, s>>>(
-        static_cast<const T*>(logits.raw_data()), static_cast<const int64_t*>(labels.raw_data()),
-        vector_stride(labels), ignore_index, static_cast<const T*>(grad_losses.raw_data()),
-        vector_stride(grad_losses), static_cast<T*>(grad_logits.raw_data()), rows, cols);
+        static_cast<const T*>(logits.raw_data()), static_cast<const int64_t*>(labels.raw_data()), vector_stride(labels),
+        ignore_index, static_cast<const T*>(grad_losses.raw_data()), vector_stride(grad_losses),
+        static_cast<T*>(grad_logits.raw_data()), rows, cols);
     CUDA_CHECK_LAUNCH();
   });
 }

@@ -72,8 +72,10 @@ void svd_typed(const Tensor& a, const Tensor& u, const Tensor& s, const Tensor& 
 }  // namespace
 
 void svd(const Tensor& a, const Tensor& u, const Tensor& s, const Tensor& vt) {
-  if (a.dtype() == DType::F32) svd_typed<float>(a, u, s, vt);
-  else svd_typed<double>(a, u, s, vt);
+  if (a.dtype() == DType::F32)
+    svd_typed<float>(a, u, s, vt);
+  else
+    svd_typed<double>(a, u, s, vt);
 }
 
 }  // namespace lowrank::cuda

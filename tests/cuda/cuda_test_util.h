@@ -22,10 +22,10 @@ inline Device test_device() {
 }
 
 // The first statement of every CUDA test: skip (ctest counts it as skipped) when no GPU answers.
-#define LR_REQUIRE_TEST_DEVICE()                                                                 \
-  do {                                                                                           \
-    if (::lowrank::test::test_device().is_cuda() && !::lowrank::cuda_available())                \
-      GTEST_SKIP() << "no CUDA device: " << ::lowrank::cuda_unavailable_reason(0);               \
+#define LR_REQUIRE_TEST_DEVICE()                                                   \
+  do {                                                                             \
+    if (::lowrank::test::test_device().is_cuda() && !::lowrank::cuda_available())  \
+      GTEST_SKIP() << "no CUDA device: " << ::lowrank::cuda_unavailable_reason(0); \
   } while (0)
 
 // Tolerances of CUDA against CPU, as |got - want| <= atol + rtol * |want|.
@@ -46,9 +46,15 @@ constexpr Tol kRowF64{1e-11, 1e-13};
 constexpr Tol kGemmF32{1e-4, 1e-5};
 constexpr Tol kGemmF64{1e-11, 1e-13};
 
-inline Tol elem_tol(DType t) { return t == DType::F32 ? kElemF32 : kElemF64; }
-inline Tol row_tol(DType t) { return t == DType::F32 ? kRowF32 : kRowF64; }
-inline Tol gemm_tol(DType t) { return t == DType::F32 ? kGemmF32 : kGemmF64; }
+inline Tol elem_tol(DType t) {
+  return t == DType::F32 ? kElemF32 : kElemF64;
+}
+inline Tol row_tol(DType t) {
+  return t == DType::F32 ? kRowF32 : kRowF64;
+}
+inline Tol gemm_tol(DType t) {
+  return t == DType::F32 ? kGemmF32 : kGemmF64;
+}
 
 // Largest |v| of a tensor (for scaling absolute tolerances).
 inline double max_abs(const Tensor& t) {
@@ -74,8 +80,8 @@ inline ::testing::AssertionResult all_close(const Tensor& got, const Tensor& wan
       first += " [" + std::to_string(i) + "] got " + std::to_string(g[i]) + " want " + std::to_string(w[i]) + ";";
   }
   if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << bad << " of " << g.size() << " elements differ (worst " << worst
-                                       << ", rtol " << tol.rtol << ", atol " << tol.atol << "):" << first;
+  return ::testing::AssertionFailure() << bad << " of " << g.size() << " elements differ (worst " << worst << ", rtol "
+                                       << tol.rtol << ", atol " << tol.atol << "):" << first;
 }
 
 // Bitwise equality (for integer results, masks and Philox uniforms).
@@ -85,8 +91,7 @@ template <class T>
     return ::testing::AssertionFailure() << "shape " << shape_str(got.shape()) << " vs " << shape_str(want.shape());
   const std::vector<T> g = got.to_vector<T>(), w = want.to_vector<T>();
   for (size_t i = 0; i < g.size(); ++i)
-    if (!(g[i] == w[i]))
-      return ::testing::AssertionFailure() << "element " << i << ": " << g[i] << " vs " << w[i];
+    if (!(g[i] == w[i])) return ::testing::AssertionFailure() << "element " << i << ": " << g[i] << " vs " << w[i];
   return ::testing::AssertionSuccess();
 }
 
@@ -113,6 +118,8 @@ inline Tensor cpu_leaf(const Tensor& cpu, bool requires_grad = true) {
   return c;
 }
 
-inline const char* dtype_label(DType t) { return t == DType::F32 ? "f32" : "f64"; }
+inline const char* dtype_label(DType t) {
+  return t == DType::F32 ? "f32" : "f64";
+}
 
 }  // namespace lowrank::test

@@ -24,8 +24,16 @@ const std::vector<Layout>& layouts() {
       {"contiguous", {7, 33}, [](const Tensor& t) { return t; }},
       {"transposed", {33, 7}, [](const Tensor& t) { return t.mT(); }},
       {"strided", {9, 70}, [](const Tensor& t) { return t.slice(0, 1, 8).slice(1, 2, 68, 2); }},
-      {"broadcast", {1, 33}, [](const Tensor& t) { return t.expand({7, 33}); }},
-      {"permuted4d", {5, 3, 4, 7}, [](const Tensor& t) { return t.permute({3, 1, 0, 2}); }},
+      {"broadcast",
+       {1, 33},
+       [](const Tensor& t) {
+         return t.expand({7, 33});
+       }},
+      {"permuted4d",
+       {5, 3, 4, 7},
+       [](const Tensor& t) {
+         return t.permute({3, 1, 0, 2});
+       }},
       {"odd1d", {1001}, [](const Tensor& t) { return t; }},
       {"scalar", {}, [](const Tensor& t) { return t; }},
   };
@@ -88,8 +96,7 @@ INSTANTIATE_TEST_SUITE_P(Ops, CudaUnary,
                                             ::testing::Range<size_t>(0, 7)),
                          [](const ::testing::TestParamInfo<UnaryParam>& info) {
                            return std::string(unary_cases()[std::get<0>(info.param)].name) + "_" +
-                                  dtype_label(std::get<1>(info.param)) + "_" +
-                                  layouts()[std::get<2>(info.param)].name;
+                                  dtype_label(std::get<1>(info.param)) + "_" + layouts()[std::get<2>(info.param)].name;
                          });
 
 struct BinaryCase {
@@ -127,12 +134,9 @@ struct BroadcastCase {
 
 const std::vector<BroadcastCase>& broadcast_cases() {
   static const std::vector<BroadcastCase> kCases = {
-      {"same", {13, 29}, {13, 29}, false},
-      {"row", {13, 29}, {29}, false},
-      {"col", {13, 1}, {1, 29}, false},
-      {"scalar", {13, 29}, {}, false},
-      {"transposed", {29, 13}, {13, 1}, true},
-      {"batch3d", {3, 1, 17}, {4, 1}, false},
+      {"same", {13, 29}, {13, 29}, false},     {"row", {13, 29}, {29}, false},
+      {"col", {13, 1}, {1, 29}, false},        {"scalar", {13, 29}, {}, false},
+      {"transposed", {29, 13}, {13, 1}, true}, {"batch3d", {3, 1, 17}, {4, 1}, false},
   };
   return kCases;
 }
@@ -195,14 +199,13 @@ TEST_P(CudaCast, CopyWithCastMatchesCpu) {
   EXPECT_TRUE(all_equal<double>(dev.mT().to(to), src.mT().to(to)));  // strided source
 }
 
-INSTANTIATE_TEST_SUITE_P(Dtypes, CudaCast,
-                         ::testing::Combine(::testing::Values(DType::F32, DType::F64, DType::I64, DType::I32, DType::U8),
-                                            ::testing::Values(DType::F32, DType::F64, DType::I64, DType::I32,
-                                                              DType::U8)),
-                         [](const ::testing::TestParamInfo<CastParam>& info) {
-                           return std::string(dtype_name(std::get<0>(info.param))) + "_to_" +
-                                  dtype_name(std::get<1>(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Dtypes, CudaCast,
+    ::testing::Combine(::testing::Values(DType::F32, DType::F64, DType::I64, DType::I32, DType::U8),
+                       ::testing::Values(DType::F32, DType::F64, DType::I64, DType::I32, DType::U8)),
+    [](const ::testing::TestParamInfo<CastParam>& info) {
+      return std::string(dtype_name(std::get<0>(info.param))) + "_to_" + dtype_name(std::get<1>(info.param));
+    });
 
 class CudaCopyFill : public ::testing::TestWithParam<DType> {};
 

@@ -22,18 +22,21 @@ struct LoraCase {
 std::string case_name(const LoraCase& c) {
   std::ostringstream os;  // (string concatenation here trips a GCC 12 -Wrestrict false positive)
   os << "m" << c.m << "_in" << c.in << "_out" << c.out << "_r" << c.r << (c.bias ? "_bias" : "")
-     << (c.train_w ? "_trainW" : "") << (c.base_scale == 0.9 ? "_s09" : c.base_scale == 0.0 ? "_s0" : "_s1");
+     << (c.train_w ? "_trainW" : "")
+     << (c.base_scale == 0.9   ? "_s09"
+         : c.base_scale == 0.0 ? "_s0"
+                               : "_s1");
   return os.str();
 }
 
 const std::vector<LoraCase>& lora_cases() {
   static const std::vector<LoraCase> kCases = {
-      {1, 16, 24, 1, true, false, 0.9},        {7, 70, 130, 5, true, true, 0.9},
-      {33, 128, 40, 64, false, false, 1.0},    {300, 96, 200, 80, true, true, 0.9},
-      {65, 129, 17, 8, true, false, 0.0},      {1000, 256, 300, 16, true, true, 0.9},   // split-K gradients
-      {2048, 64, 1152, 4, true, false, 0.9},   // 128x128 tiles for y
-      {12, 768, 768, 64, true, false, 0.9},    // few rows: 16-row tiles
-      {0, 32, 48, 4, true, true, 0.9},         // an empty batch
+      {1, 16, 24, 1, true, false, 0.9},      {7, 70, 130, 5, true, true, 0.9},
+      {33, 128, 40, 64, false, false, 1.0},  {300, 96, 200, 80, true, true, 0.9},
+      {65, 129, 17, 8, true, false, 0.0},    {1000, 256, 300, 16, true, true, 0.9},  // split-K gradients
+      {2048, 64, 1152, 4, true, false, 0.9},                                         // 128x128 tiles for y
+      {12, 768, 768, 64, true, false, 0.9},                                          // few rows: 16-row tiles
+      {0, 32, 48, 4, true, true, 0.9},                                               // an empty batch
   };
   return kCases;
 }

@@ -18,8 +18,12 @@ struct MatmulCase {
   std::function<Tensor(const Tensor&)> view_a, view_b;
 };
 
-Tensor same(const Tensor& t) { return t; }
-Tensor mt(const Tensor& t) { return t.mT(); }
+Tensor same(const Tensor& t) {
+  return t;
+}
+Tensor mt(const Tensor& t) {
+  return t.mT();
+}
 
 const std::vector<MatmulCase>& matmul_cases() {
   static const std::vector<MatmulCase> kCases = {

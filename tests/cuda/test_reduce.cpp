@@ -13,13 +13,18 @@ enum class Red { Sum, Mean, Max };
 
 Tensor apply(Red r, const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
   switch (r) {
-    case Red::Sum: return sum(x, axes, keepdim);
-    case Red::Mean: return mean(x, axes, keepdim);
-    case Red::Max: return max(x, axes, keepdim);
+    case Red::Sum:
+      return sum(x, axes, keepdim);
+    case Red::Mean:
+      return mean(x, axes, keepdim);
+    case Red::Max:
+      return max(x, axes, keepdim);
   }
   return x;
 }
-const char* red_name(Red r) { return r == Red::Sum ? "sum" : r == Red::Mean ? "mean" : "max"; }
+const char* red_name(Red r) {
+  return r == Red::Sum ? "sum" : r == Red::Mean ? "mean" : "max";
+}
 
 struct AxesCase {
   const char* name;
@@ -27,8 +32,7 @@ struct AxesCase {
 };
 const std::vector<AxesCase>& axes_cases() {
   static const std::vector<AxesCase> kCases = {
-      {"all", {}},     {"a0", {0}},       {"a1", {1}},       {"a2", {2}},
-      {"a02", {0, 2}}, {"a12", {1, -1}}, {"a01", {0, 1}},
+      {"all", {}}, {"a0", {0}}, {"a1", {1}}, {"a2", {2}}, {"a02", {0, 2}}, {"a12", {1, -1}}, {"a01", {0, 1}},
   };
   return kCases;
 }
@@ -78,11 +82,8 @@ class CudaReduceLong : public ::testing::TestWithParam<std::tuple<size_t, DType>
 
 const std::vector<LongCase>& long_cases() {
   static const std::vector<LongCase> kCases = {
-      {"rows_split", {3, 200003}, {1}},
-      {"cols_split", {100003, 3}, {0}},
-      {"all_1m", {1 << 20}, {}},
-      {"short_rows", {5000, 3}, {1}},
-      {"middle_axis", {7, 4099, 9}, {1}},
+      {"rows_split", {3, 200003}, {1}}, {"cols_split", {100003, 3}, {0}},   {"all_1m", {1 << 20}, {}},
+      {"short_rows", {5000, 3}, {1}},   {"middle_axis", {7, 4099, 9}, {1}},
   };
   return kCases;
 }
@@ -116,7 +117,8 @@ TEST_P(CudaArgmax, EveryAxisWithTiesMatchesCpu) {
   Tensor dc = on_device(coarse), df = on_device(fine);
   for (int64_t axis = 0; axis < 3; ++axis) {
     EXPECT_TRUE(all_equal<int64_t>(argmax(dc, axis), argmax(coarse, axis))) << "axis " << axis;
-    EXPECT_TRUE(all_equal<int64_t>(argmax(dc.permute({2, 0, 1}), axis, true), argmax(coarse.permute({2, 0, 1}), axis, true)))
+    EXPECT_TRUE(
+        all_equal<int64_t>(argmax(dc.permute({2, 0, 1}), axis, true), argmax(coarse.permute({2, 0, 1}), axis, true)))
         << "permuted, axis " << axis;
   }
   EXPECT_TRUE(all_equal<int64_t>(argmax(df, 1), argmax(fine, 1)));  // long rows: the block path

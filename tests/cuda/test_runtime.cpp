@@ -14,10 +14,9 @@ using namespace lowrank::test;
 namespace {
 
 // Skips tests of CUDA-only machinery (the allocator) whatever the device under test is.
-#define LR_REQUIRE_CUDA()                                                                   \
-  do {                                                                                      \
-    if (!::lowrank::cuda_available())                                                       \
-      GTEST_SKIP() << "no CUDA device: " << ::lowrank::cuda_unavailable_reason(0);          \
+#define LR_REQUIRE_CUDA()                                                                                          \
+  do {                                                                                                             \
+    if (!::lowrank::cuda_available()) GTEST_SKIP() << "no CUDA device: " << ::lowrank::cuda_unavailable_reason(0); \
   } while (0)
 
 // The error names the device and says why; this holds with and without a GPU, with CUDA on or
