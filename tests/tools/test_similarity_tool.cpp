@@ -13,6 +13,8 @@
 #include "core/io/safetensors.h"
 #include "core/ops.h"
 
+#include "tools/tool_runner.h"
+
 using namespace lowrank;
 namespace fs = std::filesystem;
 
@@ -26,21 +28,11 @@ const std::string kFix = std::string(LOWRANK_FIXTURES) + "/similarity/";
 const std::string kA4 = kFix + "adapter_r4.safetensors";
 const std::string kA6 = kFix + "adapter_r6_peft.safetensors";
 
-struct Result {
-  int rc = -1;
-  std::string out, err;
-};
+using Result = lowrank::testing::ToolResult;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string slurp(const fs::path& p) { return lowrank::testing::slurp_file(p); }
 
-std::string quoted(const std::string& s) {
-  return "'" + s + "'";
-}
+std::string quoted(const std::string& s) { return lowrank::testing::shell_quoted(s); }
 
 class SimilarityTool : public ::testing::Test {
  protected:

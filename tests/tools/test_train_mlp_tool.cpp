@@ -14,6 +14,8 @@
 #include "core/io/safetensors.h"
 #include "core/ops.h"
 
+#include "tools/tool_runner.h"
+
 using namespace lowrank;
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -22,21 +24,11 @@ namespace {
 
 const std::string kBin = std::string(LOWRANK_BINARY_DIR) + "/tools/lowrank";
 
-struct Result {
-  int rc = -1;
-  std::string out, err;
-};
+using Result = lowrank::testing::ToolResult;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string slurp(const fs::path& p) { return lowrank::testing::slurp_file(p); }
 
-std::string quoted(const std::string& s) {
-  return "'" + s + "'";
-}
+std::string quoted(const std::string& s) { return lowrank::testing::shell_quoted(s); }
 
 int64_t count_lines(const std::string& s) {
   int64_t n = 0;
