@@ -52,4 +52,14 @@ inline std::vector<float> to_floats(const Tensor& t) {
   return t.contiguous().to_vector<float>();
 }
 
+// The message of the lowrank::Error that f throws, or "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace lowrank::nn_test

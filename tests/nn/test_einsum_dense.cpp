@@ -9,16 +9,7 @@
 using namespace lowrank;
 using namespace lowrank::nn;
 
-namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-}  // namespace
+using lowrank::nn_test::error_of;
 
 // The examples of Keras' EinsumDense documentation and the GPT-2 projections (KerasNLP).
 TEST(EinsumDenseShapes, KerasExamples) {

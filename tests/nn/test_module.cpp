@@ -36,16 +36,9 @@ std::string temp_path(const std::string& name) {
   return (std::filesystem::path(::testing::TempDir()) / ("nn_module_" + name)).string();
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 }  // namespace
+
+using lowrank::nn_test::error_of;
 
 TEST(Module, HierarchicalNamesInRegistrationOrder) {
   Net net(1);
