@@ -46,6 +46,16 @@ struct AdamArgs {
   bool decoupled = false;  // AdamW: p -= lr * wd * p; Adam: g += wd * p
 };
 
+// Fused attention (core/ops/attention.cpp): q [B, Tq, H, D], k and v [B, Tk, H, D], each with unit
+// stride on D and any strides on B, T and H (a KV cache's narrowed view goes in without a copy).
+struct AttentionArgs {
+  int64_t batch = 0, heads = 0, tq = 0, tk = 0, head_dim = 0;
+  bool causal = true;     // query i sees keys j <= i + (tk - tq)
+  double scale = 1.0;     // resolved by the op (> 0)
+  double dropout_p = 0.0;  // in [0, 1); the mask is Philox(seed, offset) over [B, H, Tq, Tk] (core/ops.h)
+  uint64_t seed = 0, offset = 0;
+};
+
 struct Backend {
   // Elementwise. x (or a, b) already has out's shape (broadcast axes have stride 0); out is
   // contiguous; inputs share out's dtype (Compare outputs use it too).
@@ -96,6 +106,15 @@ struct Backend {
                         const Tensor& xa, const Tensor& gy, double scale, double base_scale,
                         const Tensor& gx, const Tensor& gw, const Tensor& gb, const Tensor& ga,
                         const Tensor& gbm) = nullptr;
+  // out [B, Tq, H, D] contiguous; lse [B, H, Tq] contiguous: each row's log-sum-exp of the scaled,
+  // masked scores (before dropout), all that backward needs to rebuild the probabilities.
+  void (*attention_forward)(const AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v,
+                            const Tensor& out, const Tensor& lse) = nullptr;
+  // gout and out [B, Tq, H, D] contiguous; writes each defined gradient (gq like q, gk and gv like
+  // k and v, all contiguous).
+  void (*attention_backward)(const AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const Tensor& out, const Tensor& lse, const Tensor& gout, const Tensor& gq,
+                             const Tensor& gk, const Tensor& gv) = nullptr;
   // Thin SVD of a [m, n] matrix (any layout): u [m, k], s [k] descending, vt [k, n], k = min(m, n).
   // CPU: LAPACKE gesdd; CUDA: cuSOLVER.
   void (*svd)(const Tensor& a, const Tensor& u, const Tensor& s, const Tensor& vt) = nullptr;

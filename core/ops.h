@@ -92,6 +92,15 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 Tensor embedding(const Tensor& weight, const Tensor& ids);
 // Inverted dropout; the mask for (seed, offset) is the same on CPU and CUDA.
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t offset = 0);
+// Scaled-dot-product attention in the [batch, time, heads, head_dim] layout that EinsumDense
+// "abc,cde->abde" produces (no permute copies). q [B, Tq, H, D], k and v [B, Tk, H, D], Tq <= Tk.
+// causal: query i sees keys j <= i + (Tk - Tq) (so a KV-cached step, Tq = 1, sees all Tk keys).
+// scale <= 0 means 1/sqrt(D). dropout_p on the attention probabilities (training): probability
+// (b, h, i, j) is kept when philox_uniform(seed, offset, ((b·H + h)·Tq + i)·Tk + j) >= dropout_p,
+// the mask dropout() draws for a [B, H, Tq, Tk] tensor, so backward regenerates it and every device
+// agrees. Returns [B, Tq, H, D]. One autograd op (OpKind::Attention) with its own backward kernels.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true, double scale = 0.0,
+                 double dropout_p = 0.0, uint64_t seed = 0, uint64_t offset = 0);
 // Fused LoRA linear, DESIGN.md idea 6: base_scale * x W^T + b + scale * (x A^T) B^T over the last axis of x.
 Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& a, const Tensor& bm,
                    double scale, double base_scale = 1.0);

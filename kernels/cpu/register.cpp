@@ -17,6 +17,8 @@ void register_cpu_kernels(Backend& t) {
   t.to_host = [](const void* src, void* dst, size_t n, Device) { std::memcpy(dst, src, n); };
   t.from_host = [](const void* src, void* dst, size_t n, Device) { std::memcpy(dst, src, n); };
   t.synchronize = [](Device) {};
+  t.attention_forward = cpu::attention_forward;
+  t.attention_backward = cpu::attention_backward;
   cpu::register_nn_kernels(t);
 }
 
