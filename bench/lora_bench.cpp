@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <vector>
 #include <string>
+#include <vector>
 
 #include "core/cuda/cuda_api.h"
 #include "core/ops.h"
@@ -71,7 +71,8 @@ void run(benchmark::State& state, Variant v, Device d) {
     }
   }
   // FLOPs of the fused algorithm (frozen W): forward 3 GEMMs, backward gy·B, gx (2), gA, gB.
-  const double fl = 2.0 * m * (in * out + in * r + r * out) + 2.0 * m * (out * r + out * in + r * in + r * in + out * r);
+  const double fl =
+      2.0 * m * (in * out + in * r + r * out) + 2.0 * m * (out * r + out * in + r * in + r * in + out * r);
   state.counters["FLOP/s"] = benchmark::Counter(fl, benchmark::Counter::kIsIterationInvariantRate);
   // Roofline hint: bytes of the unavoidable traffic (x, W, A, B, gy in; y, gx, gA, gB out), f32.
   const double bytes = 4.0 * (2.0 * m * in + out * in + 2.0 * r * in + 2.0 * out * r + 2.0 * m * out);
