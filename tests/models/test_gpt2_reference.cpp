@@ -18,34 +18,32 @@ namespace {
 
 const std::string kDir = std::string(LOWRANK_FIXTURES) + "/gpt2";
 
-// Logits: the same f32 math in another summation order (OpenBLAS vs MKL-less torch GEMMs, our
-// attention's online softmax): a few ulps, relative to logits of size ~1.
+// Logits: the same f32 math in another summation order (OpenBLAS vs torch's GEMMs, our
+// attention kernel): measured max |err| 9e-8 on logits up to 0.53.
 constexpr gt::Tol kLogitsTol{1e-5, 2e-6};
 constexpr double kLossRtol = 1e-5;
-// Gradients are sums over B·T = 32 rows of products of f32 values each carrying ~1e-7 relative
-// error; the sums cancel (gradients are ~1e-3 while their terms are ~1e-1), so the error is
-// absolute, near 1e-7 · |terms|. Tolerances per tensor kind, from the largest term scale:
-//   embeddings: wte also collects the tied head's dlogits·h over every vocabulary row;
-//   attention kernels: q/k/v gradients go through the softmax backward (another subtraction);
-//   LayerNorm: dgamma/dbeta sum 32 rows of the layer-norm backward;
-//   MLP and projections: one GEMM each.
+// Gradients: f32 sums over B·T = 32 rows in another order than torch's. The error is absolute,
+// ~1e-7 of the largest terms, and cancellation makes it large relative to small entries, so each
+// kind of tensor gets an atol about 10x the largest error measured against torch 1.13 (in
+// brackets: max |err| / max |grad|), plus rtol 1e-5 for the large entries.
 struct GradTol {
   const char* suffix;
   gt::Tol tol;
 };
+constexpr double kGradRtol = 1e-5;
 constexpr GradTol kGradTols[] = {
-    {"wte.weight", {1e-4, 2e-6}},
-    {"wpe.weight", {1e-4, 1e-6}},
-    {"c_attn.weight", {1e-4, 2e-6}},
-    {"c_attn.bias", {1e-4, 2e-6}},
-    {"attn.c_proj.weight", {1e-4, 1e-6}},
-    {"attn.c_proj.bias", {1e-4, 1e-6}},
-    {"mlp.c_fc.weight", {1e-4, 1e-6}},
-    {"mlp.c_fc.bias", {1e-4, 1e-6}},
-    {"mlp.c_proj.weight", {1e-4, 1e-6}},
-    {"mlp.c_proj.bias", {1e-4, 1e-6}},
-    {"weight", {1e-4, 2e-6}},
-    {"bias", {1e-4, 2e-6}},
+    {"wte.weight", {kGradRtol, 2e-7}},          // embedding + tied head over 128 rows [2.2e-8 / 0.21]
+    {"wpe.weight", {kGradRtol, 1e-7}},          // [1.3e-8 / 0.08]
+    {"c_attn.weight", {kGradRtol, 5e-8}},       // through the attention backward [4.7e-9 / 0.017]
+    {"c_attn.bias", {kGradRtol, 3e-8}},         // [2.8e-9 / 0.011]
+    {"attn.c_proj.weight", {kGradRtol, 1e-7}},  // one GEMM [7.5e-9 / 0.035]
+    {"attn.c_proj.bias", {kGradRtol, 5e-7}},    // sum of 32 residual-stream rows [4.5e-8 / 0.22]
+    {"mlp.c_fc.weight", {kGradRtol, 5e-8}},     // through GELU [3.3e-9 / 0.018]
+    {"mlp.c_fc.bias", {kGradRtol, 3e-8}},       // [1.9e-9 / 0.0064]
+    {"mlp.c_proj.weight", {kGradRtol, 1e-7}},   // [8.4e-9 / 0.025]
+    {"mlp.c_proj.bias", {kGradRtol, 5e-7}},     // [3.4e-8 / 0.20]
+    {"weight", {kGradRtol, 1e-8}},              // LayerNorm gamma [9.3e-10 / 0.0074]
+    {"bias", {kGradRtol, 1e-8}},                // LayerNorm beta [1.1e-9 / 0.0087]
 };
 // 10 AdamW steps: Adam divides by sqrt(v) + eps, which amplifies the tiny gradient differences
 // of near-zero gradients; llm.c accepts 1e-2 on its loss. The issue asks for 1e-4.
