@@ -82,7 +82,7 @@ TEST_P(AttentionFusedVsUnfused, ForwardAndGradientsMatch) {
 }
 
 // Odd sizes; Tq < Tk (a KV-cached chunk, and the Tq = 1 decode step); 70 and 131 rows cross the
-// kernel's 64-row blocks; dropout causal and not.
+// kernel's 64-row blocks; dropout causal and not; the last one runs on threads.
 INSTANTIATE_TEST_SUITE_P(
     Shapes, AttentionFusedVsUnfused,
     ::testing::Values(
@@ -91,7 +91,9 @@ INSTANTIATE_TEST_SUITE_P(
         AttnCase{2, 70, 70, 2, 5, true, 0.0, DType::F32}, AttnCase{1, 67, 131, 1, 4, true, 0.0, DType::F32},
         AttnCase{1, 131, 131, 2, 3, false, 0.0, DType::F32}, AttnCase{2, 17, 17, 2, 8, true, 0.3, DType::F32},
         AttnCase{1, 9, 20, 2, 4, false, 0.5, DType::F32}, AttnCase{1, 70, 80, 1, 3, true, 0.2, DType::F32},
-        AttnCase{2, 6, 9, 3, 5, true, 0.25, DType::F64}, AttnCase{1, 66, 66, 1, 4, false, 0.0, DType::F64}));
+        AttnCase{2, 6, 9, 3, 5, true, 0.25, DType::F64}, AttnCase{1, 66, 66, 1, 4, false, 0.0, DType::F64},
+        // enough work for the kernel's threads over (batch, head)
+        AttnCase{2, 128, 128, 2, 16, true, 0.1, DType::F32}));
 
 // ---- f64 gradient checks of dq, dk, dv through the fused backward kernel
 

@@ -1,0 +1,184 @@
+// Fused attention vs the unfused composition a PyTorch user writes (transpose, q·kᵀ·scale,
+// masked_fill, softmax, dropout, ·v, transpose back), forward + backward, and the KV-cache decode
+// step (one query over Tk cached keys, forward only), on CPU and (built with CUDA, a GPU answering)
+// on GPU. The figure that matters is the fused/unfused time ratio of the paired runs.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/cuda/cuda_api.h"
+#include "core/ops.h"
+
+using namespace lowrank;
+
+namespace {
+
+enum class Variant { Fused, Unfused };
+
+struct Inputs {
+  Tensor q, k, v, gy, mask;  // mask [Tq, Tk]: 1 above the causal diagonal (the unfused path's buffer)
+  double p = 0.0;
+  bool train = true;
+};
+
+Inputs make_inputs(int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t D, double p, bool train, Device d) {
+  Inputs t;
+  t.q = randn({B, Tq, H, D}, 1, 0, DType::F32, d).requires_grad_(train);
+  t.k = randn({B, Tk, H, D}, 1, 1 << 26, DType::F32, d).requires_grad_(train);
+  t.v = randn({B, Tk, H, D}, 1, 2 << 26, DType::F32, d).requires_grad_(train);
+  t.gy = randn({B, Tq, H, D}, 2, 0, DType::F32, d);
+  std::vector<float> m(static_cast<size_t>(Tq * Tk));
+  for (int64_t i = 0; i < Tq; ++i)
+    for (int64_t j = 0; j < Tk; ++j) m[static_cast<size_t>(i * Tk + j)] = j > i + (Tk - Tq) ? 1.f : 0.f;
+  t.mask = Tensor::from_vector(m, {Tq, Tk}, d);
+  t.p = p;
+  t.train = train;
+  return t;
+}
+
+Tensor unfused(const Inputs& t) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(t.q.size(3)));
+  Tensor q = t.q.transpose(1, 2), k = t.k.transpose(1, 2), v = t.v.transpose(1, 2);
+  Tensor s = mul(matmul(q, k.mT()), scale);
+  s = masked_fill(s, t.mask, -std::numeric_limits<double>::infinity());
+  Tensor pr = softmax(s, -1);
+  if (t.p > 0) pr = dropout(pr, t.p, true, 3, 0);
+  return matmul(pr, v).transpose(1, 2).contiguous();
+}
+
+void step(Variant var, Inputs& t) {
+  if (!t.train) {
+    NoGradGuard ng;
+    Tensor y = var == Variant::Fused ? attention(t.q, t.k, t.v, true) : unfused(t);
+    benchmark::DoNotOptimize(y.raw_data());
+    return;
+  }
+  Tensor y = var == Variant::Fused ? attention(t.q, t.k, t.v, true, 0.0, t.p, 3, 0) : unfused(t);
+  y.backward(t.gy);
+  t.q.zero_grad();
+  t.k.zero_grad();
+  t.v.zero_grad();
+}
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Wall seconds of one step; *cpu gets the process's CPU seconds (all threads), the figure that
+// survives other jobs on a shared machine.
+double timed(Variant var, Inputs& t, Device d, double* cpu = nullptr) {
+  if (d.is_cuda()) cuda_synchronize();
+  const double c0 = process_cpu_seconds();
+  auto t0 = std::chrono::steady_clock::now();
+  step(var, t);
+  if (d.is_cuda()) cuda_synchronize();
+  if (cpu) *cpu = process_cpu_seconds() - c0;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Args: B, Tq, Tk, H, D, dropout in percent, train (1: forward + backward, 0: forward only).
+Inputs inputs_of(const benchmark::State& s, Device d) {
+  return make_inputs(s.range(0), s.range(1), s.range(2), s.range(3), s.range(4), static_cast<double>(s.range(5)) / 100,
+                     s.range(6) != 0, d);
+}
+
+// Multiply-adds of the causal fused algorithm (2 GEMMs forward, 4 more backward), over the visible
+// half of the score matrix.
+double flops_of(const benchmark::State& s) {
+  const double B = static_cast<double>(s.range(0)), Tq = static_cast<double>(s.range(1)),
+               Tk = static_cast<double>(s.range(2)), H = static_cast<double>(s.range(3)),
+               D = static_cast<double>(s.range(4));
+  const double visible = Tq * (Tk - Tq) + Tq * (Tq + 1) / 2;
+  return 2.0 * B * H * visible * D * (s.range(6) ? 6.0 : 2.0);
+}
+
+void run(benchmark::State& state, Variant var, Device d) {
+  Inputs t = inputs_of(state, d);
+  step(var, t);  // warm up (allocator, BLAS threads)
+  for (auto _ : state) state.SetIterationTime(timed(var, t, d));
+  state.counters["FLOP/s"] = benchmark::Counter(flops_of(state), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Fused and unfused back to back in alternating order, so that both see the same machine load; the
+// median of the per-pair ratios survives a shared, noisy machine.
+void run_paired(benchmark::State& state, Device d) {
+  Inputs t = inputs_of(state, d);
+  timed(Variant::Fused, t, d);
+  timed(Variant::Unfused, t, d);
+  std::vector<double> ratios, fused, unfused_t, cpu_ratios, fused_cpu;
+  bool fused_first = true;
+  for (auto _ : state) {
+    double total = 0.0;
+    while (!((ratios.size() >= 9 && total >= 1.0) || (ratios.size() >= 3 && total >= 30.0))) {
+      double tf, tu, cf, cu;
+      if (fused_first) {
+        tf = timed(Variant::Fused, t, d, &cf);
+        tu = timed(Variant::Unfused, t, d, &cu);
+      } else {
+        tu = timed(Variant::Unfused, t, d, &cu);
+        tf = timed(Variant::Fused, t, d, &cf);
+      }
+      cpu_ratios.push_back(cf / cu);
+      fused_cpu.push_back(cf);
+      fused_first = !fused_first;
+      total += tf + tu;
+      ratios.push_back(tf / tu);
+      fused.push_back(tf);
+      unfused_t.push_back(tu);
+    }
+    state.SetIterationTime(total);
+  }
+  auto median = [](std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  };
+  state.counters["fused/unfused"] = median(ratios);
+  state.counters["fused_us"] = 1e6 * median(fused);
+  state.counters["unfused_us"] = 1e6 * median(unfused_t);
+  state.counters["cpu_time_ratio"] = median(cpu_ratios);
+  state.counters["fused_cpu_us"] = 1e6 * median(fused_cpu);
+  state.counters["fused_GFLOP/s"] = flops_of(state) / median(fused) / 1e9;
+  state.counters["pairs"] = static_cast<double>(ratios.size());
+}
+
+void register_all(const char* dev_name, Device d) {
+  // {B, Tq, Tk, H, D, dropout %, train}: the small GPT-2 preset, with and without dropout; GPT-2
+  // 124M's heads at context 1024; a mid shape; and the KV-cache decode step over 256 and 1024 keys.
+  const std::vector<std::vector<int64_t>> shapes = {{8, 256, 256, 4, 64, 0, 1},  {8, 256, 256, 4, 64, 0, 0},
+                                                    {8, 256, 256, 4, 64, 10, 1}, {1, 1024, 1024, 12, 64, 0, 1},
+                                                    {4, 128, 128, 12, 64, 0, 1}, {8, 1, 256, 4, 64, 0, 0},
+                                                    {1, 1, 1024, 12, 64, 0, 0}};
+  for (const auto& args : shapes) {
+    for (auto [vname, var] : {std::pair{"fused", Variant::Fused}, std::pair{"unfused", Variant::Unfused}}) {
+      std::string name = std::string("attention/") + dev_name + "/" + vname;
+      auto* b = benchmark::RegisterBenchmark(name.c_str(), [var, d](benchmark::State& s) { run(s, var, d); });
+      b->Args(args)->ArgNames({"B", "Tq", "Tk", "H", "D", "drop%", "train"})->Unit(benchmark::kMicrosecond);
+      b->UseManualTime();
+    }
+    std::string name = std::string("attention/") + dev_name + "/paired";
+    auto* b = benchmark::RegisterBenchmark(name.c_str(), [d](benchmark::State& s) { run_paired(s, d); });
+    b->Args(args)->ArgNames({"B", "Tq", "Tk", "H", "D", "drop%", "train"})->Unit(benchmark::kMicrosecond);
+    b->UseManualTime()->Iterations(1);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_all("cpu", Device::cpu());
+  if (cuda_runtime_device_count() > 0) register_all("cuda", Device::cuda(0));
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
