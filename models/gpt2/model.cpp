@@ -129,7 +129,8 @@ void Gpt2::check_ids(const Tensor& ids, int64_t past) const {
 
 Tensor Gpt2::embed(const Tensor& ids, int64_t past) {
   const Tensor& wpe = dynamic_cast<nn::Embedding&>(child("wpe")).embeddings();
-  Tensor x = add(child("wte")(ids), wpe.slice(0, past, past + ids.size(1)));  // [B, T, C] + [T, C]
+  const Tensor on_device = ids.device() == wpe.device() ? ids : ids.to(wpe.device());
+  Tensor x = add(child("wte")(on_device), wpe.slice(0, past, past + ids.size(1)));  // [B, T, C] + [T, C]
   return maybe_dropout(x, config_.dropout, is_training(), dropout_gen_);
 }
 
@@ -190,7 +191,8 @@ Tensor Gpt2::loss(const Tensor& ids, const Tensor& targets) {
            targets.defined() ? targets.shape() : Shape{});
   Tensor logits = forward(ids);
   const int64_t n = ids.numel();
-  return cross_entropy(logits.reshape({n, config_.vocab_size}), targets.reshape({n}), -100);
+  const Tensor t = targets.device() == logits.device() ? targets : targets.to(logits.device());
+  return cross_entropy(logits.reshape({n, config_.vocab_size}), t.reshape({n}), -100);
 }
 
 std::string Gpt2::describe() const {

@@ -102,7 +102,8 @@ class Gpt2 : public nn::Module {
   // function of the two seeds.
   explicit Gpt2(const Config& config, nn::Generator& init_gen = nn::default_generator(), uint64_t dropout_seed = 0);
 
-  // ids int64 [B, T] with T <= n_ctx and every id in [0, vocab_size) -> logits [B, T, V].
+  // ids int64 [B, T] with T <= n_ctx and every id in [0, vocab_size) -> logits [B, T, V] on the
+  // model's device (ids on another device are copied over).
   Tensor forward(const Tensor& ids) override;
   // Incremental decoding (inference: runs without autograd). ids [B, T] are the tokens at
   // positions cache.length() .. cache.length() + T - 1; returns their logits [B, T, V] and
