@@ -202,8 +202,8 @@ BpeFiles parse_bpe_files(std::string_view vocab_json, std::string_view merges_te
            vocab_name, n);
   files.tokens.assign(n, {});
   std::vector<const std::string*> owner(n, nullptr);  // the symbol spelling, for messages
-  std::unordered_map<std::string, int32_t> id_of;     // the token's bytes -> id
-  id_of.reserve(n * 2);
+  TokenIds& id_of = files.ids;
+  id_of.reserve(n);
   for (auto& [symbols, id] : reader.entries) {
     LR_CHECK(id < n,
              "gpt2 tokenizer: vocabulary {}: the token \"{}\" has the id {}, but {} tokens must have the "
@@ -236,6 +236,7 @@ BpeFiles parse_bpe_files(std::string_view vocab_json, std::string_view merges_te
   // ---- merges
   std::vector<char> made(n, 0);
   std::unordered_map<uint64_t, size_t> line_of_pair;
+  line_of_pair.reserve(n);
   size_t line_no = 0, pos = 0, first_blank_line = 0;
   while (pos < merges_text.size()) {
     size_t end = merges_text.find('\n', pos);

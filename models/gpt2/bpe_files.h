@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace lowrank::models::gpt2 {
@@ -28,9 +29,17 @@ struct BpeMerge {
   int32_t left = 0, right = 0, merged = 0;
 };
 
+// Hashes std::string and std::string_view alike, so that lookups by view need no copy.
+struct BytesHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+using TokenIds = std::unordered_map<std::string, int32_t, BytesHash, std::equal_to<>>;
+
 // The content of a vocabulary + merges pair, in raw bytes (the symbols already decoded).
 struct BpeFiles {
   std::vector<std::string> tokens;  // id -> the token's bytes; ids are exactly 0..size-1
+  TokenIds ids;                     // the inverse
   std::vector<BpeMerge> merges;     // in rank order
   std::vector<int32_t> byte_ids;    // byte value -> the id of its one-byte token (256 entries)
   int32_t eot_id = -1;              // "<|endoftext|>"

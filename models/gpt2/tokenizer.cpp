@@ -2,11 +2,13 @@
 // bounded, sharded cache of piece -> ids so that a corpus costs one BPE per distinct word.
 #include "models/gpt2/tokenizer.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 #include <mutex>
-#include <queue>
 #include <shared_mutex>
 #include <unordered_map>
 
@@ -35,11 +37,6 @@ constexpr size_t kMaxCachedPiece = 64;
 // keeps the bound without per-hit bookkeeping. The fortunes corpus has far fewer distinct pieces.
 constexpr size_t kCacheShards = 16;
 constexpr size_t kCacheShardCapacity = 16384;
-
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
 
 class PieceCache {
  public:
@@ -75,7 +72,7 @@ class PieceCache {
  private:
   struct Shard {
     mutable std::shared_mutex mutex;
-    std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> map;
+    std::unordered_map<std::string, std::vector<int32_t>, BytesHash, std::equal_to<>> map;
   };
   std::array<Shard, kCacheShards> shards_;
 };
@@ -84,8 +81,42 @@ uint64_t pair_key(int32_t left, int32_t right) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
 }
 
-struct RankedMerge {
-  int32_t rank, merged;
+// (left, right) -> (rank, merged) in one flat open-addressing table: BPE looks up every adjacent
+// pair, and a probe here touches one cache line where std::unordered_map chases a node.
+class MergeTable {
+ public:
+  struct Entry {
+    uint64_t key = kEmpty;
+    int32_t rank = -1, merged = -1;
+  };
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+
+  explicit MergeTable(const std::vector<BpeMerge>& merges) {
+    size_t capacity = 16;
+    while (capacity < merges.size() * 2) capacity *= 2;
+    mask_ = capacity - 1;
+    entries_.assign(capacity, Entry{});
+    for (size_t r = 0; r < merges.size(); ++r) {
+      const uint64_t key = pair_key(merges[r].left, merges[r].right);
+      size_t i = slot(key);
+      while (entries_[i].key != kEmpty) i = (i + 1) & mask_;  // keys are unique (checked on reading)
+      entries_[i] = {key, static_cast<int32_t>(r), merges[r].merged};
+    }
+  }
+  // nullptr when the pair has no merge.
+  const Entry* find(int32_t left, int32_t right) const {
+    const uint64_t key = pair_key(left, right);
+    for (size_t i = slot(key);; i = (i + 1) & mask_) {
+      const Entry& e = entries_[i];
+      if (e.key == key) return &e;
+      if (e.key == kEmpty) return nullptr;
+    }
+  }
+
+ private:
+  size_t slot(uint64_t key) const { return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> 20) & mask_; }
+  std::vector<Entry> entries_;
+  size_t mask_ = 0;
 };
 
 // Owns the match data of one encode() call (not shareable between threads, unlike the code).
@@ -110,8 +141,8 @@ std::string pcre2_message(int code) {
 struct Tokenizer::Impl {
   std::vector<std::string> tokens;
   std::array<int32_t, 256> byte_ids{};
-  std::unordered_map<uint64_t, RankedMerge> merges;
-  std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> id_of;
+  MergeTable merges;
+  TokenIds id_of;
   int32_t eot = -1;
   pcre2_code* regex = nullptr;
   bool jit = false;
@@ -132,15 +163,9 @@ struct Tokenizer::Impl {
   void encode_plain(std::string_view text, std::vector<int64_t>& out) const;
 };
 
-Tokenizer::Impl::Impl(BpeFiles files) : tokens(std::move(files.tokens)), eot(files.eot_id) {
+Tokenizer::Impl::Impl(BpeFiles files)
+    : tokens(std::move(files.tokens)), merges(files.merges), id_of(std::move(files.ids)), eot(files.eot_id) {
   for (size_t b = 0; b < 256; ++b) byte_ids[b] = files.byte_ids[b];
-  merges.reserve(files.merges.size() * 2);
-  for (size_t r = 0; r < files.merges.size(); ++r) {
-    const BpeMerge& m = files.merges[r];
-    merges.emplace(pair_key(m.left, m.right), RankedMerge{static_cast<int32_t>(r), m.merged});
-  }
-  id_of.reserve(tokens.size() * 2);
-  for (size_t id = 0; id < tokens.size(); ++id) id_of.emplace(tokens[id], static_cast<int32_t>(id));
 
   int error = 0;
   PCRE2_SIZE offset = 0;
@@ -176,8 +201,16 @@ void Tokenizer::Impl::split_valid(std::string_view text, Emit&& emit) const {
 
 template <class Emit>
 void Tokenizer::Impl::split(std::string_view text, Emit&& emit) const {
-  size_t valid = 0;  // ASCII first: most text is, and it needs no table
+  size_t valid = 0;
   while (valid < text.size()) {
+    if (text.size() - valid >= 8) {  // ASCII eight bytes at a time: most text is
+      uint64_t word;
+      std::memcpy(&word, text.data() + valid, 8);
+      if ((word & 0x8080808080808080ull) == 0) {
+        valid += 8;
+        continue;
+      }
+    }
     if (static_cast<unsigned char>(text[valid]) < 0x80) {
       ++valid;
       continue;
@@ -213,7 +246,7 @@ void Tokenizer::Impl::split(std::string_view text, Emit&& emit) const {
 // Merges by rank as GPT-2's bpe(): repeatedly take the lowest-ranked adjacent pair and merge all of
 // its occurrences left to right. A min-heap of (rank, position) candidates does it in O(n log n);
 // pairs that a round of merges creates wait until that round is over, so even a merge list whose
-// ranks are not in creation order gives the reference's result.
+// ranks are not in creation order gives the reference's result. Scratch space is per thread.
 void Tokenizer::Impl::bpe_into(std::string_view piece, std::vector<int64_t>& out) const {
   const size_t n = piece.size();
   if (n == 1) {
@@ -224,42 +257,47 @@ void Tokenizer::Impl::bpe_into(std::string_view piece, std::vector<int64_t>& out
     int32_t id, prev, next;  // id -1: merged into its left neighbour
   };
   struct Candidate {
-    int32_t rank, left, left_id, right_id;
+    int32_t rank, left, left_id, right_id, merged;
     bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
   };
-  std::vector<Symbol> sym(n);
+  thread_local std::vector<Symbol> sym;
+  thread_local std::vector<Candidate> heap, pending;
+  sym.resize(n);
+  heap.clear();
+  pending.clear();
   for (size_t i = 0; i < n; ++i)
     sym[i] = {byte_ids[static_cast<unsigned char>(piece[i])], static_cast<int32_t>(i) - 1,
               i + 1 < n ? static_cast<int32_t>(i + 1) : -1};
-  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> heap;
-  std::vector<Candidate> pending;
   auto consider = [&](int32_t left, std::vector<Candidate>& into) {
     if (left < 0) return;
     const int32_t right = sym[static_cast<size_t>(left)].next;
     if (right < 0) return;
     const int32_t a = sym[static_cast<size_t>(left)].id, b = sym[static_cast<size_t>(right)].id;
-    auto it = merges.find(pair_key(a, b));
-    if (it != merges.end()) into.push_back({it->second.rank, left, a, b});
+    if (const MergeTable::Entry* m = merges.find(a, b)) into.push_back({m->rank, left, a, b, m->merged});
   };
-  for (size_t i = 0; i + 1 < n; ++i) consider(static_cast<int32_t>(i), pending);
-  for (const Candidate& c : pending) heap.push(c);
-  pending.clear();
+  for (size_t i = 0; i + 1 < n; ++i) consider(static_cast<int32_t>(i), heap);
+  const std::greater<> later;  // makes the std heap functions keep the smallest (rank, position) on top
+  std::make_heap(heap.begin(), heap.end(), later);
   int32_t round = -1;
   while (true) {
-    if (heap.empty() || (heap.top().rank != round && !pending.empty())) {
+    if (heap.empty() || (heap.front().rank != round && !pending.empty())) {
       if (pending.empty()) break;
-      for (const Candidate& c : pending) heap.push(c);
+      for (const Candidate& c : pending) {
+        heap.push_back(c);
+        std::push_heap(heap.begin(), heap.end(), later);
+      }
       pending.clear();
       continue;
     }
-    const Candidate c = heap.top();
-    heap.pop();
+    std::pop_heap(heap.begin(), heap.end(), later);
+    const Candidate c = heap.back();
+    heap.pop_back();
     Symbol& l = sym[static_cast<size_t>(c.left)];
     if (l.id != c.left_id || l.next < 0) continue;  // stale: the left symbol changed
     Symbol& r = sym[static_cast<size_t>(l.next)];
     if (r.id != c.right_id) continue;  // stale: the right neighbour changed
     round = c.rank;
-    l.id = merges.find(pair_key(c.left_id, c.right_id))->second.merged;
+    l.id = c.merged;
     r.id = -1;
     l.next = r.next;
     if (l.next >= 0) sym[static_cast<size_t>(l.next)].prev = c.left;
@@ -271,7 +309,7 @@ void Tokenizer::Impl::bpe_into(std::string_view piece, std::vector<int64_t>& out
 
 void Tokenizer::Impl::encode_piece(std::string_view piece, std::vector<int64_t>& out) const {
   if (piece.size() == 1 || piece.size() > kMaxCachedPiece) return bpe_into(piece, out);
-  const size_t hash = StringHash{}(piece);
+  const size_t hash = BytesHash{}(piece);
   if (cache.find(piece, hash, out)) return;
   const size_t start = out.size();
   bpe_into(piece, out);

@@ -17,9 +17,11 @@ namespace lowrank::models::gpt2 {
 // from Node's ICU; they differ only on characters assigned after Unicode 14.
 //
 // Bytes that are not UTF-8 (a stray continuation byte, a truncated, overlong or surrogate sequence)
-// are kept, byte for byte: for the split each of them counts as one symbol character, as U+FFFD
-// (which the reference would see after a lossy decode) counts, so "a\xff\xfe!" splits into "a" and
-// "\xff\xfe!". Every byte has a token, so nothing is ever lost.
+// are kept, byte for byte. The reference only sees JavaScript strings, where such bytes would have
+// become U+FFFD; so for the split each invalid byte counts as one U+FFFD (a symbol character), and
+// the pieces are those the reference finds in the lossily decoded text, each replacement character
+// standing for its original bytes (runs of symbols join either way): "a\xff\xfe!" splits into "a"
+// and "\xff\xfe!". The pieces' raw bytes are then merged as usual; every byte has a token.
 //
 // Guarantees: decode(encode(s)) == s for every byte string s (also invalid UTF-8, NUL bytes,
 // "<|endoftext|>" in any form). encode(decode(ids)) == ids for every canonical sequence, i.e. one

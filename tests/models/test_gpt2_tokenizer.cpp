@@ -5,10 +5,10 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
+#include <unordered_map>
 
 #include "io/io_test_util.h"
 #include "models/gpt2/bpe_files.h"
@@ -98,8 +98,8 @@ std::string random_bytes(std::mt19937& rng, size_t n) {
 // GPT-2's bpe() on strings, as written in OpenAI's encoder.py: repeatedly merge every occurrence of
 // the lowest-ranked pair, left to right. O(n^2) but independent of the tokenizer's heap.
 struct NaiveBpe {
-  std::map<std::pair<std::string, std::string>, size_t> ranks;
-  std::map<std::string, int64_t> ids;
+  std::unordered_map<std::string, size_t> ranks;  // "left\0right" -> rank
+  std::unordered_map<std::string, int64_t> ids;
 
   explicit NaiveBpe(const std::string& dir) {
     // bytes_to_unicode(), derived here again rather than taken from bpe_files.h.
@@ -123,7 +123,7 @@ struct NaiveBpe {
     const auto lines = split_lines(read_bytes(dir + "/vocab.bpe"));
     for (size_t i = 1; i < lines.size(); ++i) {
       const size_t sp = lines[i].find(' ');
-      ranks[{to_bytes(lines[i].substr(0, sp)), to_bytes(lines[i].substr(sp + 1))}] = i;
+      ranks[to_bytes(lines[i].substr(0, sp)) + '\0' + to_bytes(lines[i].substr(sp + 1))] = i;
     }
   }
 
@@ -134,8 +134,8 @@ struct NaiveBpe {
       size_t best = SIZE_MAX;
       std::pair<std::string, std::string> pair;
       for (size_t i = 0; i + 1 < word.size(); ++i) {
-        auto it = ranks.find({word[i], word[i + 1]});
-        if (it != ranks.end() && it->second < best) best = it->second, pair = it->first;
+        auto it = ranks.find(word[i] + '\0' + word[i + 1]);
+        if (it != ranks.end() && it->second < best) best = it->second, pair = {word[i], word[i + 1]};
       }
       if (best == SIZE_MAX) break;
       std::vector<std::string> next;
@@ -254,6 +254,48 @@ TEST(Gpt2Tokenizer, InvalidBytesSplitAsSymbolsAndSurvive) {
     const auto ids = t.encode(s);
     EXPECT_EQ(t.decode(ids), s);
     EXPECT_EQ(t.encode(t.decode(ids)), ids);
+  }
+}
+
+TEST(Gpt2Tokenizer, InvalidBytesSplitLikeReplacementCharacters) {
+  REQUIRE_VOCAB();
+  // The documented rule: pieces of a text with invalid bytes are those of the text where each
+  // run of them is one U+FFFD (what the reference would see), each U+FFFD standing for its run.
+  std::mt19937 rng(4);
+  const std::string kFffd = "\xEF\xBF\xBD";
+  for (int i = 0; i < 300; ++i) {
+    std::string with_fffd, with_bytes;
+    std::vector<std::string> runs;
+    for (int k = 0; k < 6; ++k) {
+      const std::string t = random_text(rng, rng() % 4);
+      with_fffd += t;
+      with_bytes += t;
+      if (rng() % 3 == 0) continue;
+      std::string run;  // bytes that are invalid in any context: no lead byte of a valid sequence
+      for (size_t m = 1 + rng() % 3; m > 0; --m) {
+        const unsigned r = rng() % 16;
+        run += static_cast<char>(r < 8 ? 0x80 + rng() % 64 : r < 10 ? 0xC0 + r - 8 : 0xF5 + rng() % 11);
+      }
+      runs.push_back(run);
+      with_fffd += kFffd;
+      with_bytes += run;
+    }
+    std::vector<std::string> expected;
+    size_t next_run = 0;
+    for (std::string_view piece : gpt2().pre_tokenize(with_fffd)) {
+      std::string mapped;
+      for (size_t p = 0; p < piece.size();) {
+        if (piece.substr(p, 3) == kFffd && next_run < runs.size()) {
+          mapped += runs[next_run++];
+          p += 3;
+        } else {
+          mapped += piece[p++];
+        }
+      }
+      expected.push_back(mapped);
+    }
+    const auto got = gpt2().pre_tokenize(with_bytes);
+    ASSERT_EQ(std::vector<std::string>(got.begin(), got.end()), expected) << ::testing::PrintToString(with_bytes);
   }
 }
 

@@ -36,8 +36,11 @@ if (!Buffer.from(text, 'utf-8').equals(bytes)) {
 const lines = text.split('\n');
 if (lines[lines.length - 1] === '') lines.pop();  // the file's final newline ends the last line
 
+// The package's decode() goes through TextDecoder, which drops a leading U+FEFF (a BOM to it).
 const check = (s, ids) => {
-  if (decode(ids) !== s) throw new Error(`the reference does not round-trip ${JSON.stringify(s)}`);
+  const back = decode(ids);
+  if (back !== s && !(s.startsWith('\ufeff') && back === s.slice(1)))
+    throw new Error(`the reference does not round-trip ${JSON.stringify(s)}`);
   return ids;
 };
 const lineIds = lines.map((l) => check(l, encode(l)));
