@@ -19,5 +19,6 @@ RunFn register_version(CLI::App& app);
 RunFn register_train_mlp(CLI::App& app);
 RunFn register_similarity(CLI::App& app);
 RunFn register_lora_experiment(CLI::App& app);
+RunFn register_gpt2(CLI::App& app);  // `lowrank gpt2 train|generate|eval|tokenize` (gpt2_common.cpp)
 
 }  // namespace lowrank::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   add(register_train_mlp);
   add(register_similarity);
   add(register_lora_experiment);
+  add(register_gpt2);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

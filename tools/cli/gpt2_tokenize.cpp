@@ -1,0 +1,118 @@
+// `lowrank gpt2 tokenize [FILE]`: text (a file or stdin) to GPT-2 token ids, one per line or as one
+// JSON array; with --decode, ids (one per line, whitespace-separated, or a JSON array) back to the
+// raw bytes they stand for.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "tools/cli/gpt2_common.h"
+
+namespace lowrank::cli::gpt2 {
+namespace {
+
+namespace mg = models::gpt2;
+
+struct TokenizeFlags {
+  std::string input = "-";
+  std::string vocab;
+  bool decode = false, json = false, special = false;
+};
+
+std::string read_input(const std::string& path) {
+  if (path == "-") {
+    std::string s((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+    LR_CHECK(!std::cin.bad(), "gpt2 tokenize: error while reading stdin");
+    return s;
+  }
+  std::ifstream in(path, std::ios::binary);
+  LR_CHECK(in.good(), "gpt2 tokenize: cannot read {}", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Ids from a JSON array or from whitespace-separated integers; errors say where.
+std::vector<int64_t> parse_ids(const std::string& text, const std::string& source, int64_t vocab) {
+  std::vector<int64_t> ids;
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && text[first] == '[') {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const std::exception& e) {
+      LR_FAIL("gpt2 tokenize: {} is not a valid JSON array of ids ({})", source, e.what());
+    }
+    LR_CHECK(j.is_array(), "gpt2 tokenize: {} is not a JSON array of ids", source);
+    for (size_t i = 0; i < j.size(); ++i) {
+      LR_CHECK(j[i].is_number_integer(), "gpt2 tokenize: {}: element {} ({}) is not a whole number", source, i,
+               j[i].dump());
+      const int64_t id = j[i].get<int64_t>();
+      LR_CHECK(id >= 0 && id < vocab, "gpt2 tokenize: {}: element {} is id {}, outside the vocabulary [0, {})", source,
+               i, id, vocab);
+      ids.push_back(id);
+    }
+    return ids;
+  }
+  std::istringstream lines(text);
+  std::string line;
+  int64_t line_no = 0;
+  while (std::getline(lines, line)) {
+    ++line_no;
+    std::istringstream words(line);
+    std::string w;
+    while (words >> w) {
+      size_t used = 0;
+      long long id = -1;
+      try {
+        id = std::stoll(w, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      LR_CHECK(used == w.size() && used > 0, "gpt2 tokenize: {} line {}: '{}' is not a token id", source, line_no, w);
+      LR_CHECK(id >= 0 && id < vocab, "gpt2 tokenize: {} line {}: id {} is outside the vocabulary [0, {})", source,
+               line_no, id, vocab);
+      ids.push_back(id);
+    }
+  }
+  return ids;
+}
+
+}  // namespace
+
+RunFn register_gpt2_tokenize(CLI::App& gpt2) {
+  auto* sub = gpt2.add_subcommand("tokenize",
+                                  "text to GPT-2 token ids (one per line, or --json), or --decode ids back to text");
+  auto f = std::make_shared<TokenizeFlags>();
+  sub->add_option("input", f->input, "text file, or ids with --decode ('-' or nothing: stdin)")->capture_default_str();
+  sub->add_flag("--decode", f->decode, "read ids (one per line, or a JSON array) and write the raw bytes they encode");
+  sub->add_flag("--json", f->json, "write the ids as one JSON array instead of one per line");
+  sub->add_flag("--special", f->special, "encode each literal <|endoftext|> as the special id 50256");
+  sub->add_option("--vocab", f->vocab,
+                  "folder with encoder.json + vocab.bpe or vocab.json + merges.txt (default: $LOWRANK_GPT2_VOCAB, "
+                  "else " +
+                      mg::Tokenizer::default_dir() + ")");
+  return [f]() {
+    const std::string text = read_input(f->input);
+    const mg::Tokenizer tok = load_tokenizer(f->vocab, "tokenize");
+    const std::string source = f->input == "-" ? "stdin" : f->input;
+    if (f->decode) {
+      const std::string bytes = tok.decode(parse_ids(text, source, tok.vocab_size()));
+      std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+      return kExitOk;
+    }
+    const std::vector<int64_t> ids = tok.encode(text, f->special);
+    if (f->json) {
+      std::printf("%s\n", nlohmann::json(ids).dump().c_str());
+    } else {
+      std::string out;
+      for (int64_t id : ids) out += std::to_string(id) + "\n";
+      std::fwrite(out.data(), 1, out.size(), stdout);
+    }
+    return kExitOk;
+  };
+}
+
+}  // namespace lowrank::cli::gpt2
