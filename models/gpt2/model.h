@@ -116,6 +116,12 @@ class Gpt2 : public nn::Module {
   // ignored (the mean is over the others).
   Tensor loss(const Tensor& ids, const Tensor& targets);
 
+  // loss() computes the head and the cross-entropy over chunks of rows holding at most this many
+  // logits (default 2^24, 64 MB in f32), so that no [B·T, V] tensor outgrows the CPU allocator's
+  // cached blocks; the result equals the unchunked mean up to summation order.
+  void set_loss_chunk_elems(int64_t elems);
+  int64_t loss_chunk_elems() const { return loss_chunk_elems_; }
+
   const Config& config() const { return config_; }
   std::string type_name() const override { return "Gpt2"; }
   std::string describe() const override;
@@ -130,6 +136,7 @@ class Gpt2 : public nn::Module {
 
   Config config_;
   nn::Generator dropout_gen_;
+  int64_t loss_chunk_elems_ = int64_t{1} << 24;
 };
 
 }  // namespace lowrank::models::gpt2

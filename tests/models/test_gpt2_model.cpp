@@ -137,6 +137,35 @@ TEST(Gpt2Model, CausalAndLossMatchesCrossEntropy) {
   EXPECT_NEAR(loss.item(), want / 7.0, 1e-5);
 }
 
+TEST(Gpt2Model, ChunkedLossEqualsUnchunked) {
+  // Chunks of 3 rows over 2 x 12 positions; rows 6..8 (a whole chunk) and a few more ignored.
+  nn::Generator gen(6);
+  Gpt2 m(gt::tiny_config(), gen);
+  Tensor ids = gt::random_ids(2, 12, 50, 13);
+  std::vector<int64_t> t = gt::random_ids(2, 12, 50, 14).to_vector<int64_t>();
+  for (size_t i : {6u, 7u, 8u, 13u, 23u}) t[i] = -100;
+  Tensor targets = Tensor::from_vector(t, {2, 12});
+  auto run = [&](int64_t chunk) {
+    m.set_loss_chunk_elems(chunk);
+    m.zero_grad();
+    Tensor loss = m.loss(ids, targets);
+    loss.backward();
+    return std::vector<Tensor>{loss.detach(), m.parameter("wte.embeddings").grad(),
+                               m.parameter("h.1.attn.value.kernel").grad()};
+  };
+  std::vector<Tensor> full = run(int64_t{1} << 24), chunked = run(3 * 50);
+  // The same products summed in another grouping: f32 rounding of values near 1.
+  const gt::Tol tol{1e-5, 1e-7};
+  for (size_t i = 0; i < full.size(); ++i) EXPECT_TRUE(gt::close(chunked[i], full[i], tol, std::to_string(i)));
+  // Every target ignored: 0, and backward still runs (zero gradients).
+  m.zero_grad();
+  Tensor none = m.loss(ids, Tensor::full({2, 12}, -100, DType::I64));
+  EXPECT_EQ(none.item(), 0.0);
+  none.backward();
+  EXPECT_EQ(max(abs(m.parameter("h.0.mlp.fc.kernel").grad())).item(), 0.0);
+  EXPECT_TRUE(throws_with([&] { m.set_loss_chunk_elems(0); }, {"chunk"}));
+}
+
 TEST(Gpt2Model, KvCacheStepsEqualFullForward) {
   Gpt2 m(gt::tiny_config());
   m.eval();

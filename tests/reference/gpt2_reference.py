@@ -10,6 +10,10 @@ tests/models/test_gpt2_reference.cpp loads both and must match.
 Run with Debian's python3-torch (tools/setup --reference): /usr/bin/python3 tests/reference/gpt2_reference.py
 No `transformers` or `safetensors` package is needed. CI never runs this script.
 
+With --bench [--preset small] [--batch 8] [--seq 256] [--steps 5] [--threads 2] it instead times
+training steps (AdamW) of the same model at the "small" preset (4 layers, 4 heads, 256 wide,
+context 256, vocab 50257) and prints tokens/s: the PyTorch side of the CPU throughput comparison.
+
 AdamW: torch.optim.AdamW(lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1), one parameter
 group: decay applies to every parameter (embeddings, biases and LayerNorm parameters included),
 as one lowrank::optim::AdamW over model.trainable_parameters() does. The tied wte/lm_head is
@@ -158,7 +162,57 @@ def randomize(model, gen, n_layer):
                 p.copy_(0.02 * torch.randn(p.shape, generator=gen))
 
 
+PRESETS = {"small": dict(n_layer=4, n_head=4, n_embd=256, n_positions=256, vocab_size=50257, layer_norm_epsilon=1e-5),
+           "gpt2": dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257,
+                        layer_norm_epsilon=1e-5)}
+
+
+def bench(argv):
+    import argparse
+    import time
+    ap = argparse.ArgumentParser(description="PyTorch GPT-2 training throughput")
+    ap.add_argument("--bench", action="store_true")
+    ap.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    c = PRESETS[a.preset]
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(c)
+    randomize(model, torch.Generator().manual_seed(0), c["n_layer"])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
+    ids = torch.randint(0, c["vocab_size"], (a.batch, a.seq + 1))
+    x, y = ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
+    times = []
+    for step in range(a.steps + 1):  # the first step warms up and is not counted
+        t0 = time.perf_counter()
+        c0 = time.process_time()
+        opt.zero_grad(set_to_none=True)
+        t_f = time.perf_counter()
+        _, loss = model(x, y)
+        t_b = time.perf_counter()
+        loss.backward()
+        t_o = time.perf_counter()
+        opt.step()
+        t1 = time.perf_counter()
+        if step:
+            times.append((t1 - t0, time.process_time() - c0, t_b - t_f, t_o - t_b, t1 - t_o))
+        print(f"step {step} loss {loss.item():.4f} {t1 - t0:.3f}s", file=sys.stderr)
+    wall = sum(t[0] for t in times)
+    cpu = sum(t[1] for t in times)
+    n = a.steps * a.batch * a.seq
+    per = [sum(t[i] for t in times) / a.steps for i in (2, 3, 4)]
+    print(json.dumps({"framework": "pytorch " + torch.__version__, "preset": a.preset, "batch": a.batch,
+                      "seq": a.seq, "threads": a.threads, "steps": a.steps, "tokens_per_s": n / wall,
+                      "tokens_per_cpu_s": n / cpu, "forward_s": per[0], "backward_s": per[1], "optimizer_s": per[2]}))
+
+
 def main():
+    if "--bench" in sys.argv[1:]:
+        return bench(sys.argv[1:])
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.normpath(os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "gpt2"))
     os.makedirs(out_dir, exist_ok=True)
