@@ -99,7 +99,8 @@ class Gpt2 : public nn::Module {
   // kernels, normal(0, 0.02 / sqrt(2 · n_layer)) for the residual projections (attn.out,
   // mlp.proj), zero biases, unit LayerNorm scales. Dropout masks come from the model's own
   // Generator (seeded with `dropout_seed`, see dropout_generator()), so a training run is a pure
-  // function of the two seeds.
+  // function of the two seeds. Like every Module it starts in training mode: call eval() before
+  // evaluating or generating with a config whose dropout is not 0 (HF's configs say 0.1).
   explicit Gpt2(const Config& config, nn::Generator& init_gen = nn::default_generator(), uint64_t dropout_seed = 0);
 
   // ids int64 [B, T] with T <= n_ctx and every id in [0, vocab_size) -> logits [B, T, V] on the
