@@ -10,8 +10,9 @@ two or more axes only), global gradient-norm clipping at 1.0, linear warmup then
 
 Batches are random token windows: from our token cache (--tokens runs/gpt2/tokens-*.bin, the
 train split `lowrank gpt2 train` wrote) or uniformly random ids. Speed does not depend on which.
-Prints one JSON line per logged step and a summary line with the median tokens/s over the timed
-steps (the first --warmup steps are not timed).
+Prints one JSON line per step and a summary line with the median tokens/s over the timed steps
+(the first --warmup steps are not timed), per wall second and per second of process CPU time (all
+threads; the robust figure on a shared machine).
 
 Run with Debian's python3-torch (tools/setup --reference):
   /usr/bin/python3 tests/reference/gpt2_train_reference.py --threads 1 --steps 20
@@ -142,11 +143,11 @@ def main():
             w = torch.from_numpy(np.stack([tokens[s:s + seq + 1] for s in starts]))
         return w[:, :-1], w[:, 1:]
 
-    rates = []
+    rates, cpu_rates = [], []  # per wall second; per second of process CPU time (all threads)
     model.train()
     for step in range(1, args.steps + 1):
         x, y = batch()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         loss = model(x, y)
@@ -154,15 +155,17 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         if step > args.warmup:
             rates.append(args.batch * seq / dt)
-        print(json.dumps({"step": step, "loss": loss.item(), "seconds": dt, "tokens_per_s": args.batch * seq / dt}),
-              flush=True)
+            cpu_rates.append(args.batch * seq / cpu)
+        print(json.dumps({"step": step, "loss": loss.item(), "seconds": dt, "cpu_seconds": cpu,
+                          "tokens_per_s": args.batch * seq / dt}), flush=True)
     print(json.dumps({"summary": True, "preset": args.preset, "batch": args.batch, "seq_len": seq,
                       "threads": args.threads, "timed_steps": len(rates),
                       "median_tokens_per_s": statistics.median(rates) if rates else None,
                       "mean_tokens_per_s": statistics.mean(rates) if rates else None,
+                      "median_tokens_per_cpu_s": statistics.median(cpu_rates) if cpu_rates else None,
                       "torch": torch.__version__}))
 
 

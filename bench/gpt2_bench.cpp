@@ -1,0 +1,138 @@
+// GPT-2 on the CPU: one training step of the small preset (batch 8 x 256 tokens: forward, loss,
+// backward, clipping, AdamW) with a tokens/s counter, its parts, and generation with and without
+// the KV cache (tokens/s). Random weights and ids: speed does not depend on their values.
+// Compare the step with tests/reference/gpt2_train_reference.py (PyTorch, same configuration),
+// run back to back on the same machine; the goal is >= 1.5x PyTorch's tokens/s.
+#include <benchmark/benchmark.h>
+
+#include <time.h>
+
+#include <memory>
+#include <vector>
+
+#include "core/ops.h"
+#include "core/threads.h"
+#include "models/gpt2/generate.h"
+#include "models/gpt2/model.h"
+#include "optim/adam.h"
+#include "optim/clip.h"
+
+using namespace lowrank;
+namespace mg = lowrank::models::gpt2;
+
+namespace {
+
+constexpr int64_t kBatch = 8;
+
+Tensor random_ids(int64_t b, int64_t t, int64_t vocab, uint64_t seed) {
+  NoGradGuard ng;
+  std::vector<float> u = rand({b, t}, seed).to_vector<float>();
+  std::vector<int64_t> ids(u.size());
+  for (size_t i = 0; i < u.size(); ++i) ids[i] = static_cast<int64_t>(u[i] * static_cast<float>(vocab)) % vocab;
+  return Tensor::from_vector(ids, {b, t});
+}
+
+struct Trainer {
+  mg::Config cfg = mg::Config::preset("small");
+  nn::Generator gen{0};
+  mg::Gpt2 model{cfg, gen};
+  std::unique_ptr<optim::AdamW> opt;
+  Tensor x = random_ids(kBatch, cfg.n_ctx, cfg.vocab_size, 1);
+  Tensor y = random_ids(kBatch, cfg.n_ctx, cfg.vocab_size, 2);
+  Trainer() {
+    opt = std::make_unique<optim::AdamW>(model.named_parameters(),
+                                         optim::AdamOptions{.lr = 1e-4, .beta2 = 0.95, .weight_decay = 0.1});
+  }
+  double step() {
+    Tensor loss = model.loss(x, y);
+    opt->zero_grad();
+    loss.backward();
+    optim::clip_grad_norm(opt->parameters(), 1.0);
+    opt->step();
+    return loss.item();
+  }
+};
+
+void set_tokens_counter(benchmark::State& state, int64_t tokens) {
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// ---- training
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// tokens/s over wall time, and tokens per second of process CPU time (all threads): the second
+// is the robust figure on a shared machine, where wall time depends on the other processes.
+void BM_TrainStep(benchmark::State& state) {
+  set_num_threads(static_cast<int>(state.range(0)));
+  Trainer t;
+  t.step();  // first-touch allocations and optimizer buffers
+  const double cpu0 = process_cpu_seconds();
+  for (auto _ : state) benchmark::DoNotOptimize(t.step());
+  const double cpu = process_cpu_seconds() - cpu0;
+  set_tokens_counter(state, kBatch * t.cfg.n_ctx);
+  state.counters["tokens/cpu_s"] = static_cast<double>(state.iterations() * kBatch * t.cfg.n_ctx) / cpu;
+  set_num_threads(0);
+}
+BENCHMARK(BM_TrainStep)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The step's parts, one thread: forward + loss alone, then with backward (no optimizer).
+void BM_TrainForward(benchmark::State& state) {
+  set_num_threads(1);
+  Trainer t;
+  for (auto _ : state) {
+    NoGradGuard ng;
+    benchmark::DoNotOptimize(t.model.loss(t.x, t.y).item());
+  }
+  set_tokens_counter(state, kBatch * t.cfg.n_ctx);
+  set_num_threads(0);
+}
+BENCHMARK(BM_TrainForward)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_TrainForwardBackward(benchmark::State& state) {
+  set_num_threads(1);
+  Trainer t;
+  for (auto _ : state) {
+    Tensor loss = t.model.loss(t.x, t.y);
+    t.model.zero_grad();
+    loss.backward();
+    benchmark::DoNotOptimize(loss.item());
+  }
+  set_tokens_counter(state, kBatch * t.cfg.n_ctx);
+  set_num_threads(0);
+}
+BENCHMARK(BM_TrainForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---- generation: range(0) = KV cache on/off, range(1) = new tokens after a one-token prompt
+// (greedy), one thread. tokens/s over the whole generation, prefill included.
+
+void BM_Generate(benchmark::State& state) {
+  set_num_threads(1);
+  const mg::Config cfg = mg::Config::preset("small");
+  nn::Generator gen(0);
+  mg::Gpt2 model(cfg, gen);
+  mg::GenerateOptions o;
+  o.max_tokens = state.range(1);
+  o.sampling.temperature = 0.0;
+  o.kv_cache = state.range(0) != 0;
+  for (auto _ : state) benchmark::DoNotOptimize(mg::generate(model, {50256}, o).tokens.size());
+  set_tokens_counter(state, o.max_tokens);
+  state.SetLabel(o.kv_cache ? "kv-cache" : "no-cache");
+  set_num_threads(0);
+}
+BENCHMARK(BM_Generate)
+    ->Args({1, 64})
+    ->Args({0, 64})
+    ->Args({1, 255})
+    ->Args({0, 255})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
