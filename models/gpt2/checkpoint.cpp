@@ -268,6 +268,9 @@ Config read_hf_config(const std::string& path) {
 void load_hf_checkpoint(Gpt2& model, const std::string& path) {
   auto [dir, file] = resolve(path, "checkpoint");
   io::SafetensorsFile f = io::load_safetensors(file.string());
+  LR_CHECK(detect(f, file.string()) == Format::HuggingFace,
+           "GPT-2: {} is a lowrank checkpoint, not a Hugging Face one (use load_checkpoint or load_any)",
+           file.string());
   load_into(model, hf_to_state(f.tensors, model.config(), file.string()), file.string());
 }
 

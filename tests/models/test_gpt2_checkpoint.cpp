@@ -168,6 +168,9 @@ TEST(Gpt2Checkpoint, HfRefusesMissingExtraMisshapedAndUntiedHead) {
   EXPECT_TRUE(throws_with([&] { load_any(tmp / "empty"); }, {"no model.safetensors"}));
   // Our loader refuses an HF file (and says what to use).
   EXPECT_TRUE(throws_with([&] { load_checkpoint(tmp / "missing"); }, {"Hugging Face", "load_any"}));
+  save_checkpoint(a, tmp / "ours");
+  Gpt2 b(a.config());
+  EXPECT_TRUE(throws_with([&] { load_hf_checkpoint(b, tmp / "ours"); }, {"lowrank checkpoint", "load_checkpoint"}));
 }
 
 TEST(Gpt2Checkpoint, TruncatedAndLyingFiles) {
