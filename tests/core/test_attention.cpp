@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <ostream>
 
 #include "core/gradcheck.h"
 #include "core/ops.h"
@@ -58,6 +59,11 @@ struct AttnCase {
   DType dtype;
 };
 
+void PrintTo(const AttnCase& c, std::ostream* os) {
+  *os << "B" << c.b << " Tq" << c.tq << " Tk" << c.tk << " H" << c.h << " D" << c.d << (c.causal ? " causal" : "")
+      << " p" << c.p << " " << dtype_name(c.dtype);
+}
+
 class AttentionFusedVsUnfused : public ::testing::TestWithParam<AttnCase> {};
 
 TEST_P(AttentionFusedVsUnfused, ForwardAndGradientsMatch) {
@@ -102,6 +108,11 @@ struct GradCase {
   bool causal;
   double p;
 };
+
+void PrintTo(const GradCase& c, std::ostream* os) {
+  *os << "B" << c.b << " Tq" << c.tq << " Tk" << c.tk << " H" << c.h << " D" << c.d << (c.causal ? " causal" : "")
+      << " p" << c.p;
+}
 
 class AttentionGradcheck : public ::testing::TestWithParam<GradCase> {};
 
