@@ -37,6 +37,8 @@ constexpr size_t kMaxCachedPiece = 64;
 // keeps the bound without per-hit bookkeeping. The fortunes corpus has far fewer distinct pieces.
 constexpr size_t kCacheShards = 16;
 constexpr size_t kCacheShardCapacity = 16384;
+// Per-thread BPE scratch space is kept between pieces up to this many symbols.
+constexpr size_t kKeptScratch = 4096;
 
 class PieceCache {
  public:
@@ -305,6 +307,11 @@ void Tokenizer::Impl::bpe_into(std::string_view piece, std::vector<int64_t>& out
     consider(c.left, pending);
   }
   for (int32_t i = 0; i >= 0; i = sym[static_cast<size_t>(i)].next) out.push_back(sym[static_cast<size_t>(i)].id);
+  if (sym.capacity() > kKeptScratch) {  // a huge piece does not pin its scratch space in the thread
+    std::vector<Symbol>().swap(sym);
+    std::vector<Candidate>().swap(heap);
+    std::vector<Candidate>().swap(pending);
+  }
 }
 
 void Tokenizer::Impl::encode_piece(std::string_view piece, std::vector<int64_t>& out) const {
