@@ -40,6 +40,11 @@ void lora_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tenso
 void lora_backward(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& bm, const Tensor& xa,
                    const Tensor& gy, double scale, double base_scale, const Tensor& gx, const Tensor& gw,
                    const Tensor& gb, const Tensor& ga, const Tensor& gbm);
+// attention.cu
+void attention_forward(const AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                       const Tensor& lse);
+void attention_backward(const AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                        const Tensor& lse, const Tensor& gout, const Tensor& gq, const Tensor& gk, const Tensor& gv);
 // svd.cpp (cuSOLVER)
 void svd(const Tensor& a, const Tensor& u, const Tensor& s, const Tensor& vt);
 // register.cpp

@@ -45,6 +45,8 @@ void register_cuda_kernels(Backend& t) {
   t.adam_step = cuda::adam_step;
   t.lora_forward = cuda::lora_forward;
   t.lora_backward = cuda::lora_backward;
+  t.attention_forward = cuda::attention_forward;
+  t.attention_backward = cuda::attention_backward;
   t.svd = cuda::svd;
   t.to_host = cuda::to_host;
   t.from_host = cuda::from_host;
