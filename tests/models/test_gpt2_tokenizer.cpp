@@ -1,6 +1,6 @@
-// GPT-2 tokenizer: ids equal the npm reference encoder's on the committed fixture, round trips on
-// random text and random bytes, merges equal a naive string BPE, both file layouts, bad files, the
-// default folder lookup, special tokens and concurrent encoding.
+// GPT-2 tokenizer: ids equal the npm reference encoder's on the committed fixture, the split, round
+// trips on random text and random bytes, merges equal a naive string BPE, the special token,
+// decoding errors and concurrent encoding. The files and their errors: test_gpt2_tokenizer_files.cpp.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -13,64 +13,14 @@
 #include "io/io_test_util.h"
 #include "models/gpt2/bpe_files.h"
 #include "models/gpt2/tokenizer.h"
+#include "models/gpt2_tokenizer_test_util.h"
 
 using namespace lowrank;
 using models::gpt2::Tokenizer;
 using testing_io::read_bytes;
-using testing_io::TempDir;
-using testing_io::write_bytes;
-namespace fs = std::filesystem;
+using namespace testing_gpt2;
 
 namespace {
-
-const std::string kFixtures = std::string(LOWRANK_FIXTURES) + "/gpt2_tokenizer";
-
-// The installed OpenAI files (tools/setup puts them there), or "" when they are missing.
-std::string vocab_dir() {
-  const std::string dir = Tokenizer::default_dir();
-  return fs::exists(dir + "/encoder.json") && fs::exists(dir + "/vocab.bpe") ? dir : "";
-}
-
-// Loaded once: parsing 50257 tokens and 50000 merges is the slow part of these tests.
-const Tokenizer& gpt2() {
-  static const Tokenizer tok = Tokenizer::from_dir(vocab_dir());
-  return tok;
-}
-
-#define REQUIRE_VOCAB() \
-  if (vocab_dir().empty()) GTEST_SKIP() << "no GPT-2 vocabulary in " << Tokenizer::default_dir() << " (run tools/setup)"
-
-std::vector<std::string> split_lines(const std::string& text) {
-  std::vector<std::string> lines;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    lines.push_back(text.substr(pos, end - pos));
-    pos = end + 1;
-  }
-  return lines;
-}
-
-std::string utf8(uint32_t cp) {
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    s += static_cast<char>(0xE0 | (cp >> 12));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    s += static_cast<char>(0xF0 | (cp >> 18));
-    s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
 
 // Random valid UTF-8 weighted towards what splits interestingly: ASCII letters, digits, spaces,
 // apostrophes, punctuation, Unicode whitespace, Latin-1, CJK, combining marks, emoji.
@@ -429,184 +379,4 @@ TEST(Gpt2Tokenizer, ConcurrentEncodingAgreesWithSerial) {
   for (size_t w = 0; w < results.size(); ++w)
     for (size_t i = 0; i < lines.size(); ++i)
       ASSERT_EQ(results[w][i], gpt2().encode(lines[(i + w * 97) % lines.size()])) << w << " " << i;
-}
-
-// ---- files: both layouts, a small hand-made vocabulary, and every kind of bad file
-
-namespace {
-
-// 256 byte tokens (ids 0..255 in byte order), then "ab", "abc", "Ġa" from three merges, then
-// <|endoftext|>: small enough to write in a test, complete enough to load.
-nlohmann::json tiny_vocab() {
-  nlohmann::json v = nlohmann::json::object();
-  for (int b = 0; b < 256; ++b) v[utf8(models::gpt2::byte_to_symbol(static_cast<uint8_t>(b)))] = b;
-  v["ab"] = 256;
-  v["abc"] = 257;
-  v["\xC4\xA0"
-    "a"] = 258;  // "Ġa"
-  v["<|endoftext|>"] = 259;
-  return v;
-}
-const std::string kTinyMerges = "#version: 0.2\na b\nab c\n\xC4\xA0 a\n";
-
-Tokenizer load_tiny(const TempDir& dir, const std::string& vocab, const std::string& merges,
-                    const char* vocab_name = "encoder.json", const char* merges_name = "vocab.bpe") {
-  write_bytes(dir.file(vocab_name), vocab);
-  write_bytes(dir.file(merges_name), merges);
-  return Tokenizer::from_dir(dir.path().string());
-}
-
-}  // namespace
-
-TEST(Gpt2TokenizerFiles, TinyVocabularyMergesByRank) {
-  TempDir dir;
-  const Tokenizer t = load_tiny(dir, tiny_vocab().dump(), kTinyMerges);
-  EXPECT_EQ(t.vocab_size(), 260);
-  EXPECT_EQ(t.eot_id(), 259);
-  // " ab": (a, b) has rank 0 and beats (Ġ, a) at rank 2, so the space stays alone.
-  EXPECT_EQ(t.encode("abc ab"), (std::vector<int64_t>{257, ' ', 256}));
-  EXPECT_EQ(t.encode(" ac"), (std::vector<int64_t>{258, 'c'}));
-  EXPECT_EQ(t.decode({257, 259}), "abc<|endoftext|>");
-}
-
-TEST(Gpt2TokenizerFiles, HuggingFaceNamesGiveTheSameTokenizer) {
-  REQUIRE_VOCAB();
-  TempDir dir;
-  // Hugging Face's merges.txt has its own header line and may end in CRLF on some copies.
-  std::string merges = read_bytes(vocab_dir() + "/vocab.bpe");
-  merges = "#version: 0.2 - Trained by `huggingface/tokenizers`" + merges.substr(merges.find('\n'));
-  write_bytes(dir.file("merges.txt"), merges);
-  fs::copy_file(vocab_dir() + "/encoder.json", dir.file("vocab.json"));
-  const Tokenizer hf = Tokenizer::from_dir(dir.path().string());
-  EXPECT_EQ(hf.vocab_size(), 50257);
-  for (const auto& line : split_lines(read_bytes(kFixtures + "/input.txt"))) {
-    ASSERT_EQ(hf.encode(line), gpt2().encode(line)) << line;
-  }
-}
-
-TEST(Gpt2TokenizerFiles, FolderErrorsNameWhatIsMissing) {
-  TempDir dir;
-  EXPECT_LR_ERROR(Tokenizer::from_dir(dir.file("nope")), "nope", "is not a folder");
-  EXPECT_LR_ERROR(Tokenizer::from_dir(dir.path().string()), "no GPT-2 vocabulary", "encoder.json + vocab.bpe",
-                  "vocab.json + merges.txt", "LOWRANK_GPT2_VOCAB");
-  write_bytes(dir.file("vocab.json"), tiny_vocab().dump());
-  EXPECT_LR_ERROR(Tokenizer::from_dir(dir.path().string()), "has vocab.json but not merges.txt");
-  write_bytes(dir.file("vocab.bpe"), kTinyMerges);
-  EXPECT_LR_ERROR(Tokenizer::from_dir(dir.path().string()), "has vocab.bpe but not encoder.json");
-  EXPECT_LR_ERROR(Tokenizer::from_files(dir.file("missing.json"), dir.file("vocab.bpe")), "cannot open the vocabulary",
-                  "missing.json");
-  fs::create_directories(dir.file("folder.json"));
-  EXPECT_LR_ERROR(Tokenizer::from_files(dir.file("folder.json"), dir.file("vocab.bpe")), "is a folder");
-}
-
-TEST(Gpt2TokenizerFiles, BadVocabulariesAreRefusedClearly) {
-  TempDir dir;
-  auto expect_bad = [&](const std::string& vocab, std::initializer_list<std::string> parts) {
-    try {
-      load_tiny(dir, vocab, kTinyMerges);
-      ADD_FAILURE() << "accepted: " << vocab.substr(0, 80);
-    } catch (const Error& e) {
-      const std::string msg = e.what();
-      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-      EXPECT_NE(msg.find("encoder.json"), std::string::npos) << msg;
-      for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg << "\nmissing: " << p;
-    }
-  };
-  const std::string good = tiny_vocab().dump();
-  expect_bad(good.substr(0, good.size() / 2), {"not valid JSON"});  // truncated
-  expect_bad("", {"not valid JSON"});
-  expect_bad("[1, 2, 3]", {"expected a JSON object"});
-  expect_bad(good + "x", {"not valid JSON"});
-  auto with = [&](const std::string& key, const nlohmann::json& value) {
-    auto v = tiny_vocab();
-    v[key] = value;
-    return v.dump();
-  };
-  expect_bad(with("ab", "256"), {"\"ab\"", "non-negative integers"});
-  expect_bad(with("ab", -3), {"\"ab\"", "-3"});
-  expect_bad(with("ab", 2.5), {"\"ab\"", "2.5"});
-  expect_bad(with("ab", nlohmann::json::array({256})), {"\"ab\"", "an array"});
-  expect_bad(with("abc", 256), {"both have the id 256"});             // duplicate id
-  expect_bad(with("abc", 999), {"\"abc\"", "the id 999", "0..259"});  // a gap in the ids
-  {
-    auto v = tiny_vocab();  // a raw space is no byte symbol ('Ġ' is)
-    v.erase("abc");
-    v["a b"] = 257;
-    expect_bad(v.dump(), {"\"a b\"", "byte symbols"});
-  }
-  {
-    std::string twice = good;  // the same token written twice (nlohmann's tree would keep one)
-    twice.insert(1, "\"ab\":256,");
-    expect_bad(twice, {"\"ab\" is listed twice"});
-  }
-  {
-    auto v = tiny_vocab();
-    v.erase("\xC4\x80");  // byte 0x00's symbol U+0100
-    v["x\xC4\xA0"] = 0;
-    expect_bad(v.dump(), {"no token for the byte 0x00"});
-  }
-  {
-    auto v = tiny_vocab();
-    v.erase("<|endoftext|>");
-    v["c\xC4\xA0"] = 259;
-    expect_bad(v.dump(), {"no <|endoftext|>"});
-  }
-  expect_bad("{\"a\": 0}", {"1 tokens"});
-}
-
-TEST(Gpt2TokenizerFiles, BadMergeListsAreRefusedClearly) {
-  TempDir dir;
-  const std::string vocab = tiny_vocab().dump();
-  auto expect_bad = [&](const std::string& merges, std::initializer_list<std::string> parts) {
-    try {
-      load_tiny(dir, vocab, merges);
-      ADD_FAILURE() << "accepted: " << merges;
-    } catch (const Error& e) {
-      const std::string msg = e.what();
-      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-      EXPECT_NE(msg.find("vocab.bpe"), std::string::npos) << msg;
-      for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg << "\nmissing: " << p;
-    }
-  };
-  expect_bad("#version: 0.2\na b\nab\n", {"vocab.bpe:3", "expected two tokens", "\"ab\""});
-  expect_bad("#version: 0.2\na b c\n", {"vocab.bpe:2", "expected two tokens"});
-  expect_bad("#version: 0.2\na b\nab q\xC4\xA0\nab c\n\xC4\xA0 a\n",
-             {"vocab.bpe:3", "names \"q\xC4\xA0\"", "not in the vocabulary"});
-  expect_bad("#version: 0.2\na b\nab c\n\xC4\xA0 a\nb c\n", {"vocab.bpe:5", "makes \"bc\"", "not in the vocabulary"});
-  expect_bad("#version: 0.2\na b\nab c\na b\n\xC4\xA0 a\n", {"vocab.bpe:4", "repeats line 2"});
-  expect_bad("#version: 0.2\na b\n\nab c\n\xC4\xA0 a\n", {"vocab.bpe:3", "empty line"});
-  expect_bad("#version: 0.2\na b\nab c\n", {"no merge makes the token \"\xC4\xA0"
-                                            "a\"",
-                                            "truncated"});
-  expect_bad("", {"no merge makes the token \"ab\"", "0 merges"});
-  expect_bad("#version: 0.2\na \xFF\n", {"vocab.bpe:2", "byte symbols"});
-  // CRLF line ends and a missing final newline are fine.
-  EXPECT_NO_THROW(load_tiny(dir, vocab, "#version: 0.2\r\na b\r\nab c\r\n\xC4\xA0 a"));
-}
-
-TEST(Gpt2TokenizerFiles, TruncatedRealFilesAreRefused) {
-  REQUIRE_VOCAB();
-  TempDir dir;
-  const std::string vocab = read_bytes(vocab_dir() + "/encoder.json");
-  const std::string merges = read_bytes(vocab_dir() + "/vocab.bpe");
-  // The ends of lines: a cut mid-line would fail on that line, this cut fails on the missing merges.
-  const std::string half_merges = merges.substr(0, merges.find('\n', merges.size() / 2) + 1);
-  EXPECT_LR_ERROR(load_tiny(dir, vocab, half_merges), "no merge makes the token", "truncated");
-  EXPECT_LR_ERROR(load_tiny(dir, vocab.substr(0, vocab.size() - 100), merges), "encoder.json", "not valid JSON");
-}
-
-TEST(Gpt2TokenizerFiles, DefaultDirFollowsTheEnvironment) {
-  const char* saved = std::getenv("LOWRANK_GPT2_VOCAB");
-  const std::string saved_value = saved ? saved : "";
-  TempDir dir;
-  write_bytes(dir.file("vocab.json"), tiny_vocab().dump());
-  write_bytes(dir.file("merges.txt"), kTinyMerges);
-  ::setenv("LOWRANK_GPT2_VOCAB", dir.path().c_str(), 1);
-  EXPECT_EQ(Tokenizer::default_dir(), dir.path().string());
-  EXPECT_EQ(Tokenizer::from_dir(Tokenizer::default_dir()).vocab_size(), 260);
-  ::setenv("LOWRANK_GPT2_VOCAB", "", 1);
-  EXPECT_EQ(Tokenizer::default_dir(), "/usr/local/share/lowrank/gpt2");
-  ::unsetenv("LOWRANK_GPT2_VOCAB");
-  EXPECT_EQ(Tokenizer::default_dir(), "/usr/local/share/lowrank/gpt2");
-  if (saved) ::setenv("LOWRANK_GPT2_VOCAB", saved_value.c_str(), 1);
 }
