@@ -49,7 +49,6 @@ std::string random_bytes(std::mt19937& rng, size_t n) {
 // the lowest-ranked pair, left to right. O(n^2) but independent of the tokenizer's heap.
 struct NaiveBpe {
   std::unordered_map<std::string, size_t> ranks;  // "left\0right" -> rank
-  std::unordered_map<std::string, int64_t> ids;
 
   explicit NaiveBpe(const std::string& dir) {
     // bytes_to_unicode(), derived here again rather than taken from bpe_files.h.
@@ -68,8 +67,6 @@ struct NaiveBpe {
       }
       return out;
     };
-    const auto vocab = nlohmann::json::parse(read_bytes(dir + "/encoder.json"));
-    for (const auto& [k, v] : vocab.items()) ids[to_bytes(k)] = v.get<int64_t>();
     const auto lines = split_lines(read_bytes(dir + "/vocab.bpe"));
     for (size_t i = 1; i < lines.size(); ++i) {
       const size_t sp = lines[i].find(' ');
@@ -100,7 +97,7 @@ struct NaiveBpe {
       word = std::move(next);
     }
     std::vector<int64_t> out;
-    for (const auto& w : word) out.push_back(ids.at(w));
+    for (const auto& w : word) out.push_back(gpt2().token_id(w));  // (KnownIds checks token_id)
     return out;
   }
 };

@@ -50,6 +50,21 @@ TEST(Gpt2TokenizerFiles, TinyVocabularyMergesByRank) {
   EXPECT_EQ(t.decode({257, 259}), "abc<|endoftext|>");
 }
 
+TEST(Gpt2TokenizerFiles, EachRoundOfMergesEndsBeforeTheNewPairsCount) {
+  // A merge list whose ranks are not in creation order: "xy x" (rank 0) needs "xy", which only
+  // "x y" (rank 1) makes. GPT-2's bpe() merges every "x y" of "xyxy" first, giving "xy" "xy"; a
+  // heap that let the new pair "xy x" jump the queue would give "xyx" "y".
+  TempDir dir;
+  nlohmann::json v = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) v[utf8(models::gpt2::byte_to_symbol(static_cast<uint8_t>(b)))] = b;
+  v["xy"] = 256;
+  v["xyx"] = 257;
+  v["<|endoftext|>"] = 258;
+  const Tokenizer t = load_tiny(dir, v.dump(), "#version: 0.2\nxy x\nx y\n");
+  EXPECT_EQ(t.encode("xyxy"), (std::vector<int64_t>{256, 256}));
+  EXPECT_EQ(t.encode("xyx"), (std::vector<int64_t>{257}));  // here "xy x" is the next round
+}
+
 TEST(Gpt2TokenizerFiles, HuggingFaceNamesGiveTheSameTokenizer) {
   REQUIRE_VOCAB();
   TempDir dir;
