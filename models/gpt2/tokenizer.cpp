@@ -337,9 +337,9 @@ Tokenizer Tokenizer::from_dir(const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
   LR_CHECK(fs::is_directory(dir, ec),
-           "gpt2 tokenizer: {} is not a folder (expected encoder.json + vocab.bpe or "
-           "vocab.json + merges.txt there; tools/setup installs them in {})",
-           dir, "/usr/local/share/lowrank/gpt2");
+           "gpt2 tokenizer: {} is not a folder (it should hold encoder.json + vocab.bpe "
+           "or vocab.json + merges.txt; tools/setup installs them in {})",
+           dir, default_dir());
   const std::pair<const char*, const char*> layouts[] = {{"encoder.json", "vocab.bpe"}, {"vocab.json", "merges.txt"}};
   for (const auto& [vocab, merges] : layouts) {
     const fs::path v = fs::path(dir) / vocab, m = fs::path(dir) / merges;
@@ -357,6 +357,8 @@ Tokenizer Tokenizer::from_dir(const std::string& dir) {
 std::string Tokenizer::default_dir() {
   const char* env = std::getenv("LOWRANK_GPT2_VOCAB");
   if (env != nullptr && *env != '\0') return env;
+  const char* data = std::getenv("LOWRANK_DATA");  // where tools/setup put its data, when moved
+  if (data != nullptr && *data != '\0') return std::string(data) + "/gpt2";
   return "/usr/local/share/lowrank/gpt2";
 }
 

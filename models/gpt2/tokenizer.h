@@ -40,7 +40,8 @@ class Tokenizer {
   // (Hugging Face's). A missing, truncated or inconsistent file is one lowrank::Error naming it.
   static Tokenizer from_dir(const std::string& dir);
   static Tokenizer from_files(const std::string& vocab_json, const std::string& merges);
-  // $LOWRANK_GPT2_VOCAB when set and not empty, else /usr/local/share/lowrank/gpt2 (tools/setup).
+  // $LOWRANK_GPT2_VOCAB when set and not empty, else $LOWRANK_DATA/gpt2 (tools/setup's data folder
+  // when moved), else /usr/local/share/lowrank/gpt2 (tools/setup's default).
   static std::string default_dir();
 
   std::vector<int64_t> encode(std::string_view text, bool allow_special = false) const;

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "io/io_test_util.h"
 #include "models/gpt2/bpe_files.h"
@@ -192,11 +193,19 @@ TEST(Gpt2TokenizerFiles, TruncatedRealFilesAreRefused) {
 }
 
 TEST(Gpt2TokenizerFiles, DefaultDirFollowsTheEnvironment) {
-  const char* saved = std::getenv("LOWRANK_GPT2_VOCAB");
-  const std::string saved_value = saved ? saved : "";
+  // Restores both variables however the test ends.
+  struct SavedEnv {
+    std::string name;
+    std::optional<std::string> value;
+    explicit SavedEnv(std::string n) : name(std::move(n)) {
+      if (const char* v = std::getenv(name.c_str())) value = v;
+    }
+    ~SavedEnv() { value ? ::setenv(name.c_str(), value->c_str(), 1) : ::unsetenv(name.c_str()); }
+  } saved_vocab("LOWRANK_GPT2_VOCAB"), saved_data("LOWRANK_DATA");
   TempDir dir;
   write_bytes(dir.file("vocab.json"), tiny_vocab().dump());
   write_bytes(dir.file("merges.txt"), kTinyMerges);
+  ::unsetenv("LOWRANK_DATA");
   ::setenv("LOWRANK_GPT2_VOCAB", dir.path().c_str(), 1);
   EXPECT_EQ(Tokenizer::default_dir(), dir.path().string());
   EXPECT_EQ(Tokenizer::from_dir(Tokenizer::default_dir()).vocab_size(), 260);
@@ -204,5 +213,8 @@ TEST(Gpt2TokenizerFiles, DefaultDirFollowsTheEnvironment) {
   EXPECT_EQ(Tokenizer::default_dir(), "/usr/local/share/lowrank/gpt2");
   ::unsetenv("LOWRANK_GPT2_VOCAB");
   EXPECT_EQ(Tokenizer::default_dir(), "/usr/local/share/lowrank/gpt2");
-  if (saved) ::setenv("LOWRANK_GPT2_VOCAB", saved_value.c_str(), 1);
+  ::setenv("LOWRANK_DATA", "/opt/data", 1);  // tools/setup's data folder, moved
+  EXPECT_EQ(Tokenizer::default_dir(), "/opt/data/gpt2");
+  ::setenv("LOWRANK_GPT2_VOCAB", dir.path().c_str(), 1);  // the specific variable wins
+  EXPECT_EQ(Tokenizer::default_dir(), dir.path().string());
 }
