@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "models/gpt2/checkpoint.h"
 #include "models/gpt2/text_data.h"
 #include "models/gpt2/tokenizer.h"
 #include "tools/tool_runner.h"
@@ -240,6 +241,42 @@ TEST_F(Gpt2Tool, EvalPrintsAPerplexity) {
   ToolResult text_out = run("gpt2 eval --model " + p("run") + vocab() + " " + p("corpus.txt") + " --stride 16");
   ASSERT_EQ(text_out.rc, 0) << text_out.err;
   EXPECT_EQ(text_out.out.rfind("perplexity ", 0), 0u) << text_out.out;
+}
+
+TEST_F(Gpt2Tool, HuggingFaceCheckpointsWorkWithEverySubcommand) {
+  ASSERT_EQ(train("run", "--steps 6").rc, 0);
+  {
+    auto model = lowrank::models::gpt2::load_checkpoint((dir_ / "run").string());
+    lowrank::models::gpt2::save_hf_checkpoint(*model, (dir_ / "hf").string());
+  }
+  ASSERT_TRUE(fs::is_regular_file(dir_ / "hf" / "model.safetensors"));
+  const std::string gen = vocab() + " --prompt 'A dog' --max-tokens 20 --temperature 0 --ignore-eot --threads 1";
+  ToolResult ours = run("gpt2 generate --model " + p("run") + gen);
+  ToolResult hf = run("gpt2 generate --model " + p("hf") + gen);
+  ToolResult hf_file = run("gpt2 generate --model " + p("hf/model.safetensors") + gen);
+  ASSERT_EQ(ours.rc, 0) << ours.err;
+  ASSERT_EQ(hf.rc, 0) << hf.err;
+  ASSERT_EQ(hf_file.rc, 0) << hf_file.err;
+  EXPECT_EQ(hf.out, ours.out);
+  EXPECT_EQ(hf_file.out, ours.out);
+
+  const std::string ev = vocab() + " --data " + p("corpus.txt") + " --json --threads 1";
+  ToolResult e1 = run("gpt2 eval --model " + p("run") + ev), e2 = run("gpt2 eval --model " + p("hf") + ev);
+  ASSERT_EQ(e1.rc, 0) << e1.err;
+  ASSERT_EQ(e2.rc, 0) << e2.err;
+  EXPECT_EQ(json::parse(e1.out)["perplexity"], json::parse(e2.out)["perplexity"]);
+
+  // Fine-tuning from the HF folder starts where the weights are: its first validation loss is the
+  // trained run's last one (same split, same windows).
+  ToolResult ft = run("gpt2 train --init " + p("hf") + " --data " + p("corpus.txt") + vocab() + " --out " + p("ft") +
+                      " --steps 2 --warmup 0 --seq-len 16 --val-batches 2 --val-fraction 0.2 --batch 4 --threads 1 "
+                      "--no-progress --json");
+  ASSERT_EQ(ft.rc, 0) << ft.err;
+  auto recs = records("run");
+  double last_val = -1;
+  for (const json& r : recs)
+    if (r.contains("val_loss")) last_val = r["val_loss"];
+  EXPECT_DOUBLE_EQ(json::parse(ft.out)["initial_val_loss"].get<double>(), last_val);
 }
 
 TEST_F(Gpt2Tool, BadFlagsAndFilesAreOneLineErrors) {

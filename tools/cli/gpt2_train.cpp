@@ -50,7 +50,9 @@ RunFn register_gpt2_train(CLI::App& gpt2) {
   sub->add_option("--steps", o->steps, "total optimizer steps (a resumed run counts those done)")
       ->check(positive_int())
       ->capture_default_str();
-  sub->add_option("--max-time", o->max_time, "stop this run after this many seconds (checkpoint kept; 0: no limit)")
+  sub->add_option("--max-time", o->max_time,
+                  "stop this run before another step would pass this many seconds since its start (with a checkpoint; "
+                  "0: no limit)")
       ->check(non_negative_number())
       ->capture_default_str();
   sub->add_option("--stop-at", o->stop_at,

@@ -19,8 +19,8 @@ struct TrainOptions {
   std::string out = "runs/gpt2";
   std::string cache_dir;  // token cache folder (empty: --out)
   std::string vocab;      // tokenizer folder (empty: Tokenizer::default_dir())
-  int64_t steps = 600;    // total optimizer steps (a resumed run counts the ones done)
-  double max_time = 0;    // seconds of training in this run before it stops early (0: no limit)
+  int64_t steps = 300;    // total optimizer steps (a resumed run counts the ones done)
+  double max_time = 0;    // stop this run before another step would pass this many seconds (0: no limit)
   int64_t stop_at = 0;    // stop (with a checkpoint) on reaching this step; the schedule still spans `steps`
   int64_t batch = 8;
   int64_t seq_len = 0;  // 0: the model's n_ctx

@@ -280,9 +280,13 @@ TrainResult run_gpt2_train(const TrainOptions& o) {
     opt.no_decay->load_state_dict(nd, step);
     model.dropout_generator().set_state(metadata_u64(saved.metadata, "dropout_seed", opt_file),
                                         metadata_u64(saved.metadata, "dropout_offset", opt_file));
-    auto key_it = saved.metadata.find("data_key");
+    // Flags are not read back from the run: say when the ones that decide the batches differ.
+    auto key_it = saved.metadata.find("data_key"), seed_it = saved.metadata.find("seed");
     if (o.log && key_it != saved.metadata.end() && key_it->second != std::to_string(data.key))
       std::fprintf(stderr, "gpt2 train: note: the text or split differs from the resumed run's\n");
+    if (o.log && seed_it != saved.metadata.end() && seed_it->second != std::to_string(o.seed))
+      std::fprintf(stderr, "gpt2 train: note: --seed %llu differs from the resumed run's (%s): other batches\n",
+                   static_cast<unsigned long long>(o.seed), seed_it->second.c_str());
     r.start_step = step;
     read_history((resume_dir / "metrics.jsonl").string(), step, r);
   }
@@ -366,8 +370,9 @@ TrainResult run_gpt2_train(const TrainOptions& o) {
     r.run_tokens += tokens_per_step;
     interval_loss += value, interval_seconds += dt, ++interval_steps;
 
+    // --max-time: stop when another step of this one's length would run past it.
     const bool stop_early =
-        step < o.steps && ((o.max_time > 0 && elapsed() >= o.max_time) || (o.stop_at > 0 && step >= o.stop_at));
+        step < o.steps && ((o.max_time > 0 && elapsed() + dt >= o.max_time) || (o.stop_at > 0 && step >= o.stop_at));
     const bool last = step == o.steps || stop_early;
     if (step % std::max<int64_t>(o.log_every, 1) == 0 || last) {
       TrainPoint p{step,
