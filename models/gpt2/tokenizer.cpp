@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
@@ -255,6 +256,10 @@ void Tokenizer::Impl::bpe_into(std::string_view piece, std::vector<int64_t>& out
     out.push_back(byte_ids[static_cast<unsigned char>(piece[0])]);
     return;
   }
+  LR_CHECK(n < static_cast<size_t>(std::numeric_limits<int32_t>::max()),
+           "gpt2 tokenizer: a piece of {} bytes without a break (one word, number or run of spaces) is too long "
+           "to merge",
+           n);
   struct Symbol {
     int32_t id, prev, next;  // id -1: merged into its left neighbour
   };
