@@ -5,8 +5,8 @@
 
 #include <cmath>
 #include <filesystem>
-#include <numbers>
 #include <nlohmann/json.hpp>
+#include <numbers>
 
 #include "core/io/safetensors.h"
 #include "core/ops.h"
@@ -64,9 +64,12 @@ LoraInit parse_lora_init(const std::string& name) {
 
 const char* lora_init_name(LoraInit i) {
   switch (i) {
-    case LoraInit::Kaiming: return "kaiming";
-    case LoraInit::Gaussian: return "gaussian";
-    case LoraInit::Pissa: return "pissa";
+    case LoraInit::Kaiming:
+      return "kaiming";
+    case LoraInit::Gaussian:
+      return "gaussian";
+    case LoraInit::Pissa:
+      return "pissa";
   }
   return "?";
 }
@@ -150,7 +153,9 @@ Tensor LoRA::base_weight() const {
   return einsum_->kernel().reshape({in_, out_}).mT();
 }
 
-Tensor LoRA::delta_weight() const { return mul(matmul(b_, a_), scale()); }
+Tensor LoRA::delta_weight() const {
+  return mul(matmul(b_, a_), scale());
+}
 
 Tensor LoRA::einsum_adapter_input(const Tensor& x) const {
   // The leading (batch-like) axes are the input's axes before the contracted ones.
@@ -191,8 +196,7 @@ Tensor LoRA::forward(const Tensor& x) {
     y = lora_linear(xf, base_weight(), Tensor(), a_, b_, s, bs);
   }
   Shape out_shape(xf.shape().begin(), xf.shape().end() - 1);
-  for (size_t i = n_contracted_; i < sh.kernel_spec.size(); ++i)
-    out_shape.push_back(sh.kernel[i]);
+  for (size_t i = n_contracted_; i < sh.kernel_spec.size(); ++i) out_shape.push_back(sh.kernel[i]);
   y = y.reshape(out_shape);
   if (einsum_->bias().defined()) y = add(y, einsum_->bias());
   return apply_activation(einsum_->activation(), y);
@@ -242,14 +246,31 @@ void LoRA::load_adapter_state(const std::map<std::string, Tensor>& state, const 
 
 // ---- injection and files
 
+namespace {
+
+// Freezes everything in `model` except the adapters injected before (PEFT's get_peft_model leaves
+// every lora_A / lora_B trainable), so that injecting several layers one after another works.
+void freeze_all_but_adapters(Module& model) {
+  std::vector<Module*> adapters;
+  for (auto& [name, m] : model.named_modules())
+    if (auto* l = dynamic_cast<LoRA*>(m)) adapters.push_back(l);
+  model.freeze();
+  for (Module* l : adapters) {
+    l->child("lora_A").unfreeze();
+    l->child("lora_B").unfreeze();
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<LoRA> inject_lora(Module& model, const std::string& path, const LoraConfig& config) {
   std::shared_ptr<Module> target = model.submodule_ptr(path);
   std::shared_ptr<LoRA> lora;
   if (auto d = std::dynamic_pointer_cast<Dense>(target)) {
-    model.freeze();
+    freeze_all_but_adapters(model);
     lora = std::make_shared<LoRA>(d, config);
   } else if (auto e = std::dynamic_pointer_cast<EinsumDense>(target)) {
-    model.freeze();
+    freeze_all_but_adapters(model);
     lora = std::make_shared<LoRA>(e, config);
   } else {
     LR_FAIL("LoRA: '{}' is a {}, not a Dense or EinsumDense layer", path, target->type_name());

@@ -107,7 +107,8 @@ class LoRA : public Module {
 };
 
 // Wraps the Dense or EinsumDense at `path` inside `model` with a LoRA adapter, freezes the rest
-// of the model, and returns the adapter. Throws naming the path when it is neither.
+// of the model except the adapters injected before (as PEFT does), and returns the adapter.
+// Throws naming the path when it is neither.
 std::shared_ptr<LoRA> inject_lora(Module& model, const std::string& path, const LoraConfig& config);
 
 // adapter_config.json in PEFT's keys (r, lora_alpha, target_modules, use_rslora,

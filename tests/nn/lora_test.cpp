@@ -173,7 +173,8 @@ TEST(LoRA, EinsumDenseQkvAndOutputProjection) {
   EXPECT_LT(max_abs_diff(l.forward(x), ref), 1e-5);
   l.unmerge();
 
-  auto proj = std::make_shared<EinsumDense>("abcd,cde->abe", Shape{-1, 6}, Shape{-1, -1, 2, 4}, EinsumDenseOptions{}, g);
+  auto proj =
+      std::make_shared<EinsumDense>("abcd,cde->abe", Shape{-1, 6}, Shape{-1, -1, 2, 4}, EinsumDenseOptions{}, g);
   LoraConfig c2;
   c2.r = 2;
   LoRA lp(proj, c2);
@@ -247,6 +248,20 @@ TEST(LoRA, AdapterFilesUsePeftNamesAndRoundTrip) {
   EXPECT_THROW(lora3->load_adapter_state(f.tensors, models::kMlpHiddenLayer), Error);
   EXPECT_THROW(lora2->load_adapter_state(f.tensors, "layers.1"), Error);
   std::filesystem::remove_all(dir);
+}
+
+TEST(LoRA, InjectingSeveralLayersKeepsEveryAdapterTrainable) {
+  models::Mlp mlp;
+  LoraConfig c;
+  c.r = 2;
+  inject_lora(mlp, "layers.1", c);
+  inject_lora(mlp, models::kMlpHiddenLayer, c);
+  std::vector<std::string> trainable;
+  for (auto& [name, t] : mlp.named_parameters())
+    if (t.requires_grad()) trainable.push_back(name);
+  const std::vector<std::string> expected = {"layers.1.lora_A.weight", "layers.1.lora_B.weight",
+                                             "layers.2.lora_A.weight", "layers.2.lora_B.weight"};
+  EXPECT_EQ(trainable, expected);
 }
 
 TEST(LoRA, InjectRefusesOtherModules) {
