@@ -141,7 +141,7 @@ RunFn register_gpt2_eval(CLI::App& gpt2) {
                        {"seconds", seconds},
                        {"tokens_per_s", static_cast<double>(scored) / seconds},
                        {"model", f->model}};
-      std::printf("%s\n", j.dump().c_str());
+      std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
       std::printf("perplexity %.3f (mean loss %.4f nats/token over %lld tokens; windows of %lld tokens every %lld)\n",
                   ppl, loss, static_cast<long long>(scored), static_cast<long long>(context),

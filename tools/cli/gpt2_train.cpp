@@ -132,7 +132,7 @@ RunFn register_gpt2_train(CLI::App& gpt2) {
                          {"optimizer", r.optimizer_path},
                          {"metrics", r.metrics_path},
                          {"config", r.config_path}}}};
-      std::printf("%s\n", j.dump().c_str());
+      std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
       std::printf("step %lld: train loss %.4f, validation loss %.4f (from %.4f), %.0f tokens/s, %.1f s; model in %s\n",
                   static_cast<long long>(r.final_step), last_train, last_val, first_val, tps, r.seconds,

@@ -301,7 +301,7 @@ TrainResult run_gpt2_train(const TrainOptions& o) {
 
   json run_config = json::parse(cfg.to_json());
   run_config["lowrank_train"] = options_json(o, files, seq_len, warmup);
-  const std::string config_text = run_config.dump(2) + "\n";
+  const std::string config_text = run_config.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
   io::write_file_atomic(r.config_path, config_text);
 
   int64_t last_saved = r.start_step;
