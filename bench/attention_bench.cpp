@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/paired.h"
 #include "core/cuda/cuda_api.h"
 #include "core/ops.h"
 
@@ -66,22 +67,13 @@ void step(Variant var, Inputs& t) {
   t.v.zero_grad();
 }
 
-double process_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-// Wall seconds of one step; *cpu gets the process's CPU seconds (all threads), the figure that
-// survives other jobs on a shared machine.
-double timed(Variant var, Inputs& t, Device d, double* cpu = nullptr) {
-  if (d.is_cuda()) cuda_synchronize();
-  const double c0 = process_cpu_seconds();
-  auto t0 = std::chrono::steady_clock::now();
-  step(var, t);
-  if (d.is_cuda()) cuda_synchronize();
-  if (cpu) *cpu = process_cpu_seconds() - c0;
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+// Wall seconds of one step.
+double timed(Variant var, Inputs& t, Device d) {
+  return bench::time_once([&] { step(var, t); },
+                          [&] {
+                            if (d.is_cuda()) cuda_synchronize();
+                          })
+      .wall;
 }
 
 // Args: B, Tq, Tk, H, D, dropout in percent, train (1: forward + backward, 0: forward only).
@@ -111,43 +103,14 @@ void run(benchmark::State& state, Variant var, Device d) {
 // median of the per-pair ratios survives a shared, noisy machine.
 void run_paired(benchmark::State& state, Device d) {
   Inputs t = inputs_of(state, d);
-  timed(Variant::Fused, t, d);
-  timed(Variant::Unfused, t, d);
-  std::vector<double> ratios, fused, unfused_t, cpu_ratios, fused_cpu;
-  bool fused_first = true;
-  for (auto _ : state) {
-    double total = 0.0;
-    while (!((ratios.size() >= 9 && total >= 1.0) || (ratios.size() >= 3 && total >= 30.0))) {
-      double tf, tu, cf, cu;
-      if (fused_first) {
-        tf = timed(Variant::Fused, t, d, &cf);
-        tu = timed(Variant::Unfused, t, d, &cu);
-      } else {
-        tu = timed(Variant::Unfused, t, d, &cu);
-        tf = timed(Variant::Fused, t, d, &cf);
-      }
-      cpu_ratios.push_back(cf / cu);
-      fused_cpu.push_back(cf);
-      fused_first = !fused_first;
-      total += tf + tu;
-      ratios.push_back(tf / tu);
-      fused.push_back(tf);
-      unfused_t.push_back(tu);
-    }
-    state.SetIterationTime(total);
-  }
-  auto median = [](std::vector<double> v) {
-    if (v.empty()) return 0.0;
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-    return v[v.size() / 2];
+  auto timed_pair = [&](bool fused) {
+    return bench::time_once([&] { step(fused ? Variant::Fused : Variant::Unfused, t); },
+                            [&] {
+                              if (d.is_cuda()) cuda_synchronize();
+                            });
   };
-  state.counters["fused/unfused"] = median(ratios);
-  state.counters["fused_us"] = 1e6 * median(fused);
-  state.counters["unfused_us"] = 1e6 * median(unfused_t);
-  state.counters["cpu_time_ratio"] = median(cpu_ratios);
-  state.counters["fused_cpu_us"] = 1e6 * median(fused_cpu);
-  state.counters["fused_GFLOP/s"] = flops_of(state) / median(fused) / 1e9;
-  state.counters["pairs"] = static_cast<double>(ratios.size());
+  const bench::PairedMedians m = bench::run_pairs(state, timed_pair, 30.0);
+  state.counters["fused_GFLOP/s"] = flops_of(state) / m.fused / 1e9;
 }
 
 void register_all(const char* dev_name, Device d) {

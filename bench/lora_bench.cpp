@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/paired.h"
 #include "core/cuda/cuda_api.h"
 #include "core/ops.h"
 
@@ -88,47 +89,13 @@ void run_paired(benchmark::State& state, Device d) {
   Inputs t = make_inputs(m, in, out, r, d);
   Tensor gy = randn({m, out}, 2, 0, DType::F32, d);
   const double scale = 16.0 / static_cast<double>(r), base_scale = 0.9;
-  auto timed = [&](Variant v) {
-    if (d.is_cuda()) cuda_synchronize();
-    auto t0 = std::chrono::steady_clock::now();
-    step(v, t, gy, scale, base_scale);
-    if (d.is_cuda()) cuda_synchronize();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto timed_pair = [&](bool fused) {
+    return bench::time_once([&] { step(fused ? Variant::Fused : Variant::Unfused, t, gy, scale, base_scale); },
+                            [&] {
+                              if (d.is_cuda()) cuda_synchronize();
+                            });
   };
-  timed(Variant::Fused);
-  timed(Variant::Unfused);
-  // One benchmark iteration runs pairs until there are enough for a median (at least 9 and 1 s;
-  // at least 3 when a pair is very slow), so large shapes are not judged on one or two pairs.
-  std::vector<double> ratios, fused, unfused;
-  bool fused_first = true;
-  for (auto _ : state) {
-    double total = 0.0;
-    while (!((ratios.size() >= 9 && total >= 1.0) || (ratios.size() >= 3 && total >= 60.0))) {
-      double tf, tu;
-      if (fused_first) {
-        tf = timed(Variant::Fused);
-        tu = timed(Variant::Unfused);
-      } else {
-        tu = timed(Variant::Unfused);
-        tf = timed(Variant::Fused);
-      }
-      fused_first = !fused_first;
-      total += tf + tu;
-      ratios.push_back(tf / tu);
-      fused.push_back(tf);
-      unfused.push_back(tu);
-    }
-    state.SetIterationTime(total);
-  }
-  auto median = [](std::vector<double> v) {
-    if (v.empty()) return 0.0;
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-    return v[v.size() / 2];
-  };
-  state.counters["fused/unfused"] = median(ratios);
-  state.counters["fused_us"] = 1e6 * median(fused);
-  state.counters["unfused_us"] = 1e6 * median(unfused);
-  state.counters["pairs"] = static_cast<double>(ratios.size());
+  bench::run_pairs(state, timed_pair, 60.0);
 }
 
 void register_all(const char* dev_name, Device d) {

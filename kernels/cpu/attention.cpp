@@ -6,7 +6,6 @@
 // faster for forward + backward at T 256 and 1024, but it holds B·H·Tq·Tk values per layer until
 // backward: 8 MiB a layer for the small GPT-2 preset, 384 MiB a layer (4.5 GiB in all) for GPT-2
 // 124M at 8 x 1024. The log-sum-exp costs B·H·Tq.
-#include <cblas.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -20,6 +19,7 @@
 
 #include "core/rng.h"
 #include "core/threads.h"
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/parallel.h"
 
@@ -31,19 +31,6 @@ namespace {
 constexpr int64_t kRowBlock = 64;
 // Below this many multiply-adds in all (4·B·H·Tq·Tk·D) the heads run on the calling thread.
 constexpr int64_t kParallelMinFlops = int64_t{1} << 22;
-
-inline void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const float* a, int64_t lda,
-                    const float* b, int64_t ldb, double beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), static_cast<float>(alpha), a, static_cast<blasint>(lda),
-              b, static_cast<blasint>(ldb), static_cast<float>(beta), c, static_cast<blasint>(ldc));
-}
-inline void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
-                    const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
-              static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
-}
 
 // One head's operands: base pointers at (b, h) and the time-axis (row) strides in elements.
 template <class T>

@@ -1,28 +1,14 @@
 // CPU fused LoRA matmul: OpenBLAS GEMMs that accumulate into the output (beta = 1) around one
 // r-wide temporary, so y = base_scale·x Wᵀ + b + scale·(x Aᵀ) Bᵀ makes no other copies.
 // It is the oracle of the CUDA kernels in kernels/cuda/lora_matmul.cu.
-#include <cblas.h>
 
 #include <cstring>
 
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace lowrank::cpu {
 namespace {
-
-// Row-major C[m,n] = alpha·op(A)·op(B) + beta·C for contiguous operands.
-inline void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const float* a, int64_t lda,
-                    const float* b, int64_t ldb, double beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), static_cast<float>(alpha), a, static_cast<blasint>(lda),
-              b, static_cast<blasint>(ldb), static_cast<float>(beta), c, static_cast<blasint>(ldc));
-}
-inline void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
-                    const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
-              static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
-}
 
 template <class T>
 void forward_typed(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& a, const Tensor& bm, double scale,
