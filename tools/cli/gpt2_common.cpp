@@ -110,6 +110,19 @@ void check_vocab_fits(const mg::Gpt2& model, const mg::Tokenizer& tok, const cha
            model.config().vocab_size, tok.vocab_size());
 }
 
+void add_device_options(CLI::App* sub, std::string& device, int& threads) {
+  sub->add_option("--device", device, "cpu or cuda[:N]")->check(device_name())->capture_default_str();
+  sub->add_option("--threads", threads, "CPU threads (0: one per core)")
+      ->check(non_negative_int())
+      ->capture_default_str();
+}
+
+void add_vocab_option(CLI::App* sub, std::string& vocab) {
+  sub->add_option(
+      "--vocab", vocab,
+      "tokenizer folder (default: $LOWRANK_GPT2_VOCAB, else " + models::gpt2::Tokenizer::default_dir() + ")");
+}
+
 Device setup_device(const std::string& name, int threads, const char* command) {
   const Device device = Device::parse(name);
   if (device.is_cuda())

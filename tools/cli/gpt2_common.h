@@ -36,6 +36,10 @@ void check_vocab_fits(const models::gpt2::Gpt2& model, const models::gpt2::Token
 
 // Parses --device (checking a CUDA device answers) and applies --threads (0: one per core).
 Device setup_device(const std::string& device, int threads, const char* command);
+// The flags every model-running subcommand shares: --device and --threads (read by setup_device),
+// and --vocab (read by load_tokenizer).
+void add_device_options(CLI::App* sub, std::string& device, int& threads);
+void add_vocab_option(CLI::App* sub, std::string& vocab);
 
 double now_seconds();
 

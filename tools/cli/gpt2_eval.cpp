@@ -56,12 +56,8 @@ RunFn register_gpt2_eval(CLI::App& gpt2) {
       ->check(non_negative_int())
       ->capture_default_str();
   sub->add_option("--cache-dir", f->cache_dir, "keep the encoded text in this folder's token cache");
-  sub->add_option("--vocab", f->vocab,
-                  "tokenizer folder (default: $LOWRANK_GPT2_VOCAB, else " + mg::Tokenizer::default_dir() + ")");
-  sub->add_option("--device", f->device, "cpu or cuda[:N]")->check(device_name())->capture_default_str();
-  sub->add_option("--threads", f->threads, "CPU threads (0: one per core)")
-      ->check(non_negative_int())
-      ->capture_default_str();
+  add_vocab_option(sub, f->vocab);
+  add_device_options(sub, f->device, f->threads);
   sub->add_flag("--json", f->json, "print one JSON summary object on stdout");
   sub->add_flag("!--no-progress", f->progress, "no progress line on stderr");
   return [f]() {

@@ -60,12 +60,8 @@ RunFn register_gpt2_generate(CLI::App& gpt2) {
   sub->add_option("--seed", f->seed, "seed of the sampling")->capture_default_str();
   sub->add_flag("--no-kv-cache", f->no_kv_cache, "run the whole context for every token (for measuring)");
   sub->add_flag("--ignore-eot", f->ignore_eot, "go on past <|endoftext|> instead of stopping there");
-  sub->add_option("--vocab", f->vocab,
-                  "tokenizer folder (default: $LOWRANK_GPT2_VOCAB, else " + mg::Tokenizer::default_dir() + ")");
-  sub->add_option("--device", f->device, "cpu or cuda[:N]")->check(device_name())->capture_default_str();
-  sub->add_option("--threads", f->threads, "CPU threads (0: one per core)")
-      ->check(non_negative_int())
-      ->capture_default_str();
+  add_vocab_option(sub, f->vocab);
+  add_device_options(sub, f->device, f->threads);
   sub->add_flag("--json", f->json, "print one JSON object (prompt, text, ids, timings) instead of streaming");
   sub->add_flag("--quiet", f->quiet, "no tokens/s line on stderr");
   return [f]() {

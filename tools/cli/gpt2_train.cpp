@@ -92,10 +92,7 @@ RunFn register_gpt2_train(CLI::App& gpt2) {
       ->check(positive_int())
       ->capture_default_str();
   sub->add_option("--seed", o->seed, "seed of the initial weights, the batches and dropout")->capture_default_str();
-  sub->add_option("--device", o->device, "cpu or cuda[:N]")->check(device_name())->capture_default_str();
-  sub->add_option("--threads", o->threads, "CPU threads (0: one per core)")
-      ->check(non_negative_int())
-      ->capture_default_str();
+  add_device_options(sub, o->device, o->threads);
   sub->add_flag("--json", o->json, "print one JSON summary object on stdout");
   sub->add_flag("!--no-progress", o->progress, "no progress line on stderr");
   return [o]() {
