@@ -23,7 +23,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr int64_t kStepsPerEpoch = 1875;  // 60,000 / 32
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 // CPU time of this thread: on a machine shared with builds, wall time mostly measures the others.
 // (Both Adam paths stay on the calling thread at these sizes.)
@@ -34,7 +36,7 @@ double thread_cpu_seconds() {
 }
 
 optim::NamedParameters mlp_parameters() {
-  return {{"l0.kernel", randn({128, 784}, 1)}, {"l0.bias", randn({128}, 2)},  {"l1.kernel", randn({128, 128}, 3)},
+  return {{"l0.kernel", randn({128, 784}, 1)}, {"l0.bias", randn({128}, 2)},       {"l1.kernel", randn({128, 128}, 3)},
           {"l1.bias", randn({128}, 4)},        {"l2.kernel", randn({10, 128}, 5)}, {"l2.bias", randn({10}, 6)}};
 }
 

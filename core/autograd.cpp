@@ -66,15 +66,18 @@ class NodeIds {
 
 }  // namespace
 
-bool grad_mode_enabled() { return g_grad_mode; }
-void set_grad_mode(bool on) { g_grad_mode = on; }
+bool grad_mode_enabled() {
+  return g_grad_mode;
+}
+void set_grad_mode(bool on) {
+  g_grad_mode = on;
+}
 
 void record(OpKind kind, Tensor& out, std::initializer_list<Tensor> inputs, BackwardFn fn) {
   auto node = detail::make_pooled<Node>();
   node->kind = kind;
   node->inputs.reserve(inputs.size());
-  for (const Tensor& t : inputs)
-    node->inputs.push_back(t.defined() && t.requires_grad() ? t.impl_ptr() : nullptr);
+  for (const Tensor& t : inputs) node->inputs.push_back(t.defined() && t.requires_grad() ? t.impl_ptr() : nullptr);
   node->backward = std::move(fn);
   out.impl()->grad_fn = std::move(node);
   out.impl()->requires_grad = true;
@@ -126,8 +129,10 @@ void Tensor::backward(const Tensor& grad) const {
     Node* node = owned[id].get();
     if (!grads[id].defined()) continue;
     // Going on without this node would silently drop every gradient that flows through it.
-    LR_CHECK(node->backward, "backward: the graph through a {} node was freed by an earlier backward(); run the "
-             "forward pass again", op_name(node->kind));
+    LR_CHECK(node->backward,
+             "backward: the graph through a {} node was freed by an earlier backward(); run the "
+             "forward pass again",
+             op_name(node->kind));
     Tensor g = std::move(grads[id]);
     std::vector<Tensor> gin = node->backward(g);
     LR_CHECK(gin.size() == node->inputs.size(), "backward of {} returned {} gradients for {} inputs",

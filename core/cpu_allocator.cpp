@@ -5,8 +5,8 @@
 #include "core/cpu_allocator.h"
 
 #include <array>
-#include <cstdlib>
 #include <atomic>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -129,8 +129,14 @@ CpuCachingAllocator& instance() {
 
 }  // namespace
 
-Allocator* cpu_caching_allocator() { return &instance(); }
-CpuCacheStats cpu_cache_stats() { return instance().stats(); }
-void cpu_empty_cache() { instance().empty_cache(); }
+Allocator* cpu_caching_allocator() {
+  return &instance();
+}
+CpuCacheStats cpu_cache_stats() {
+  return instance().stats();
+}
+void cpu_empty_cache() {
+  instance().empty_cache();
+}
 
 }  // namespace lowrank

@@ -27,9 +27,15 @@ Device Device::parse(const std::string& s) {
   LR_FAIL("unknown device '{}' (expected cpu, cuda or cuda:N)", s);
 }
 
-std::ostream& operator<<(std::ostream& os, const Device& d) { return os << d.str(); }
+std::ostream& operator<<(std::ostream& os, const Device& d) {
+  return os << d.str();
+}
 
-int cuda_device_count() { return cuda_runtime_device_count(); }
-bool cuda_available() { return cuda_device_count() > 0; }
+int cuda_device_count() {
+  return cuda_runtime_device_count();
+}
+bool cuda_available() {
+  return cuda_device_count() > 0;
+}
 
 }  // namespace lowrank

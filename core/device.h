@@ -18,7 +18,7 @@ struct Device {
   bool is_cpu() const { return type == DeviceType::CPU; }
   bool is_cuda() const { return type == DeviceType::CUDA; }
   bool operator==(const Device& o) const { return type == o.type && index == o.index; }
-  std::string str() const;  // "cpu", "cuda:0"
+  std::string str() const;                    // "cpu", "cuda:0"
   static Device parse(const std::string& s);  // "cpu", "cuda", "cuda:1"; throws on anything else
 };
 

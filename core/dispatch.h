@@ -11,7 +11,17 @@
 namespace lowrank {
 
 enum class UnaryOp : uint8_t {
-  Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Gelu, Abs, Sign,
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Rsqrt,
+  Tanh,
+  Sigmoid,
+  Relu,
+  Gelu,
+  Abs,
+  Sign,
   AddScalar,   // x + alpha
   MulScalar,   // x * alpha
   PowScalar,   // x ^ alpha
@@ -20,11 +30,22 @@ enum class UnaryOp : uint8_t {
 };
 
 enum class BinaryOp : uint8_t {
-  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
-  Eq, Ne, Lt, Le, Gt, Ge,  // 1 or 0 in the output dtype
-  MaskedFill,              // b != 0 ? alpha : a
-  ReluBackward,            // a = x, b = grad: grad * (x > 0)
-  GeluBackward,            // a = x, b = grad: grad * gelu_tanh'(x)
+  Add,
+  Sub,
+  Mul,
+  Div,
+  Pow,
+  Maximum,
+  Minimum,
+  Eq,
+  Ne,
+  Lt,
+  Le,
+  Gt,
+  Ge,            // 1 or 0 in the output dtype
+  MaskedFill,    // b != 0 ? alpha : a
+  ReluBackward,  // a = x, b = grad: grad * (x > 0)
+  GeluBackward,  // a = x, b = grad: grad * gelu_tanh'(x)
 };
 
 enum class ReduceOp : uint8_t { Sum, Max };
@@ -50,8 +71,8 @@ struct AdamArgs {
 // stride on D and any strides on B, T and H (a KV cache's narrowed view goes in without a copy).
 struct AttentionArgs {
   int64_t batch = 0, heads = 0, tq = 0, tk = 0, head_dim = 0;
-  bool causal = true;     // query i sees keys j <= i + (tk - tq)
-  double scale = 1.0;     // resolved by the op (> 0)
+  bool causal = true;      // query i sees keys j <= i + (tk - tq)
+  double scale = 1.0;      // resolved by the op (> 0)
   double dropout_p = 0.0;  // in [0, 1); the mask is Philox(seed, offset) over [B, H, Tq, Tk] (core/ops.h)
   uint64_t seed = 0, offset = 0;
 };
@@ -80,12 +101,11 @@ struct Backend {
                                  const Tensor& grad_losses, const Tensor& grad_logits) = nullptr;
   // Over the last axis of contiguous [rows, D]; w, b [D] (always defined: the op passes ones and
   // zeros when the user gives none); mean, rstd [rows] in x's dtype.
-  void (*layer_norm)(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y,
-                     const Tensor& mean, const Tensor& rstd) = nullptr;
+  void (*layer_norm)(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y, const Tensor& mean,
+                     const Tensor& rstd) = nullptr;
   // gx [rows, D]; gw, gb [D] are written (not accumulated).
   void (*layer_norm_backward)(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
-                              const Tensor& gy, const Tensor& gx, const Tensor& gw,
-                              const Tensor& gb) = nullptr;
+                              const Tensor& gy, const Tensor& gx, const Tensor& gw, const Tensor& gb) = nullptr;
   // out [n, D] = weight[ids[i]] for contiguous int64 ids [n]; false when an id is out of range.
   bool (*embedding)(const Tensor& weight, const Tensor& ids, const Tensor& out) = nullptr;
   // grad_weight (zeroed by the caller) += scatter of grad [n, D] at ids.
@@ -98,14 +118,12 @@ struct Backend {
                     const Tensor& v) = nullptr;
   // Fused LoRA: y [M, out] = base_scale * x W^T + b + scale * (x A^T) B^T; xa [M, r] = x A^T is
   // kept for backward. x [M, in], W [out, in], b [out] or undefined, A [r, in], B [out, r].
-  void (*lora_forward)(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& a,
-                       const Tensor& bm, double scale, double base_scale, const Tensor& y,
-                       const Tensor& xa) = nullptr;
+  void (*lora_forward)(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& a, const Tensor& bm,
+                       double scale, double base_scale, const Tensor& y, const Tensor& xa) = nullptr;
   // Writes each defined gradient output: gx [M, in], gw [out, in], gb [out], ga [r, in], gbm [out, r].
-  void (*lora_backward)(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& bm,
-                        const Tensor& xa, const Tensor& gy, double scale, double base_scale,
-                        const Tensor& gx, const Tensor& gw, const Tensor& gb, const Tensor& ga,
-                        const Tensor& gbm) = nullptr;
+  void (*lora_backward)(const Tensor& x, const Tensor& w, const Tensor& a, const Tensor& bm, const Tensor& xa,
+                        const Tensor& gy, double scale, double base_scale, const Tensor& gx, const Tensor& gw,
+                        const Tensor& gb, const Tensor& ga, const Tensor& gbm) = nullptr;
   // out [B, Tq, H, D] contiguous; lse [B, H, Tq] contiguous: each row's log-sum-exp of the scaled,
   // masked scores (before dropout), all that backward needs to rebuild the probabilities.
   void (*attention_forward)(const AttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v,

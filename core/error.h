@@ -29,7 +29,9 @@ template <class T>
 void format_arg(std::ostream& os, const T& v) {
   os << v;
 }
-inline void format_rest(std::ostream& os, std::string_view fmt) { os << fmt; }
+inline void format_rest(std::ostream& os, std::string_view fmt) {
+  os << fmt;
+}
 template <class T, class... Rest>
 void format_rest(std::ostream& os, std::string_view fmt, const T& first, const Rest&... rest) {
   auto pos = fmt.find("{}");
@@ -55,9 +57,9 @@ std::string format(std::string_view fmt, const Args&... args) {
 }  // namespace lowrank
 
 // Always on, release builds too. The message names the op and the shapes; file:line is appended.
-#define LR_CHECK(cond, ...)                                                              \
-  do {                                                                                   \
-    if (!(cond)) [[unlikely]]                                                            \
+#define LR_CHECK(cond, ...)                                                               \
+  do {                                                                                    \
+    if (!(cond)) [[unlikely]]                                                             \
       ::lowrank::throw_error(__FILE__, __LINE__, ::lowrank::detail::format(__VA_ARGS__)); \
   } while (0)
 

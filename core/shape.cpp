@@ -21,11 +21,12 @@ Strides contiguous_strides(const Shape& s) {
   return st;
 }
 
-std::string shape_str(const Shape& s) { return detail::format("{}", s); }
+std::string shape_str(const Shape& s) {
+  return detail::format("{}", s);
+}
 
 int normalize_axis(int64_t axis, int64_t ndim, const char* op) {
-  LR_CHECK(axis >= -ndim && axis < ndim, "{}: axis {} is out of range for a tensor of rank {}", op, axis,
-           ndim);
+  LR_CHECK(axis >= -ndim && axis < ndim, "{}: axis {} is out of range for a tensor of rank {}", op, axis, ndim);
   return static_cast<int>(axis < 0 ? axis + ndim : axis);
 }
 

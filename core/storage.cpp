@@ -12,8 +12,12 @@ Allocator* g_allocators[kNumDeviceTypes] = {cpu_caching_allocator(), nullptr};
 
 }  // namespace
 
-Allocator* get_allocator(DeviceType t) { return g_allocators[static_cast<int>(t)]; }
-void set_allocator(DeviceType t, Allocator* a) { g_allocators[static_cast<int>(t)] = a; }
+Allocator* get_allocator(DeviceType t) {
+  return g_allocators[static_cast<int>(t)];
+}
+void set_allocator(DeviceType t, Allocator* a) {
+  g_allocators[static_cast<int>(t)] = a;
+}
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   Allocator* a = get_allocator(device.type);

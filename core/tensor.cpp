@@ -98,9 +98,15 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
   t.fill_(value);
   return t;
 }
-Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0.0, dtype, device); }
-Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
-Tensor Tensor::scalar(double value, DType dtype, Device device) { return full({}, value, dtype, device); }
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
+  return full(shape, 0.0, dtype, device);
+}
+Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) {
+  return full(shape, 1.0, dtype, device);
+}
+Tensor Tensor::scalar(double value, DType dtype, Device device) {
+  return full({}, value, dtype, device);
+}
 
 Tensor Tensor::arange(int64_t n, DType dtype, Device device) {
   std::vector<double> v(static_cast<size_t>(n));
@@ -122,8 +128,8 @@ template Tensor Tensor::from_data<int64_t>(std::span<const int64_t>, const Shape
 template Tensor Tensor::from_data<int32_t>(std::span<const int32_t>, const Shape&, Device);
 template Tensor Tensor::from_data<uint8_t>(std::span<const uint8_t>, const Shape&, Device);
 
-Tensor Tensor::view_of(std::shared_ptr<Storage> storage, const Shape& shape, const Strides& strides,
-                       int64_t offset, DType dtype) {
+Tensor Tensor::view_of(std::shared_ptr<Storage> storage, const Shape& shape, const Strides& strides, int64_t offset,
+                       DType dtype) {
   auto impl = detail::make_pooled<TensorImpl>();
   impl->storage = std::move(storage);
   impl->shape = shape;
@@ -135,7 +141,9 @@ Tensor Tensor::view_of(std::shared_ptr<Storage> storage, const Shape& shape, con
 
 // ---- properties
 
-int64_t Tensor::size(int64_t axis) const { return impl_->shape[normalize_axis(axis, dim(), "size")]; }
+int64_t Tensor::size(int64_t axis) const {
+  return impl_->shape[normalize_axis(axis, dim(), "size")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -187,16 +195,17 @@ double Tensor::item() const {
 Tensor Tensor::view(const Shape& requested) const {
   Shape s = infer_shape(requested, numel(), shape());
   Strides st;
-  if (is_contiguous()) st = contiguous_strides(s);
-  else LR_CHECK(view_strides(shape(), strides(), s, st),
-           "view: a tensor of shape {} with strides {} cannot be viewed as {} without a copy; use reshape",
-           shape(), strides(), s);
+  if (is_contiguous())
+    st = contiguous_strides(s);
+  else
+    LR_CHECK(view_strides(shape(), strides(), s, st),
+             "view: a tensor of shape {} with strides {} cannot be viewed as {} without a copy; use reshape", shape(),
+             strides(), s);
   Tensor out = make_view(*this, s, std::move(st), offset());
   if (needs_grad(*this)) {
     Shape in_shape = shape();
-    record(OpKind::Reshape, out, {*this}, [in_shape](const Tensor& g) {
-      return std::vector<Tensor>{g.reshape(in_shape)};
-    });
+    record(OpKind::Reshape, out, {*this},
+           [in_shape](const Tensor& g) { return std::vector<Tensor>{g.reshape(in_shape)}; });
   }
   return out;
 }
@@ -209,8 +218,8 @@ Tensor Tensor::reshape(const Shape& requested) const {
 }
 
 Tensor Tensor::permute(const std::vector<int>& dims) const {
-  LR_CHECK(static_cast<int64_t>(dims.size()) == dim(), "permute: {} axes given for a tensor of shape {}",
-           dims.size(), shape());
+  LR_CHECK(static_cast<int64_t>(dims.size()) == dim(), "permute: {} axes given for a tensor of shape {}", dims.size(),
+           shape());
   Shape s(dims.size());
   Strides st(dims.size());
   std::vector<int> inverse(dims.size(), -1);
@@ -223,9 +232,8 @@ Tensor Tensor::permute(const std::vector<int>& dims) const {
   }
   Tensor out = make_view(*this, std::move(s), std::move(st), offset());
   if (needs_grad(*this)) {
-    record(OpKind::Permute, out, {*this}, [inverse](const Tensor& g) {
-      return std::vector<Tensor>{g.permute(inverse)};
-    });
+    record(OpKind::Permute, out, {*this},
+           [inverse](const Tensor& g) { return std::vector<Tensor>{g.permute(inverse)}; });
   }
   return out;
 }
@@ -269,8 +277,8 @@ Tensor Tensor::slice(int64_t axis, int64_t start, int64_t end, int64_t step) con
 
 Tensor Tensor::select(int64_t axis, int64_t index) const {
   int ax = normalize_axis(axis, dim(), "select");
-  LR_CHECK(index >= -shape()[ax] && index < shape()[ax], "select: index {} out of range for axis {} of shape {}",
-           index, ax, shape());
+  LR_CHECK(index >= -shape()[ax] && index < shape()[ax], "select: index {} out of range for axis {} of shape {}", index,
+           ax, shape());
   if (index < 0) index += shape()[ax];
   return slice(ax, index, index + 1).squeeze(ax);
 }
@@ -296,9 +304,8 @@ Tensor Tensor::expand(const Shape& target) const {
   Tensor out = make_view(*this, s, std::move(st), offset());
   if (needs_grad(*this)) {
     Shape in_shape = shape();
-    record(OpKind::Expand, out, {*this}, [in_shape](const Tensor& g) {
-      return std::vector<Tensor>{sum_to(g, in_shape)};
-    });
+    record(OpKind::Expand, out, {*this},
+           [in_shape](const Tensor& g) { return std::vector<Tensor>{sum_to(g, in_shape)}; });
   }
   return out;
 }
@@ -376,7 +383,9 @@ Tensor Tensor::to(DType target) const {
   return out;
 }
 
-Tensor Tensor::detach() const { return make_view(*this, shape(), strides(), offset()); }
+Tensor Tensor::detach() const {
+  return make_view(*this, shape(), strides(), offset());
+}
 
 // ---- in place
 
@@ -437,6 +446,8 @@ std::string Tensor::str(int64_t max_per_axis) const {
   return os.str();
 }
 
-std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.str(); }
+std::ostream& operator<<(std::ostream& os, const Tensor& t) {
+  return os << t.str();
+}
 
 }  // namespace lowrank

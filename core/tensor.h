@@ -25,8 +25,8 @@ struct TensorImpl {
   int64_t offset = 0;  // in elements
   DType dtype = DType::F32;
   bool requires_grad = false;
-  std::shared_ptr<Node> grad_fn;       // set on outputs of recorded ops
-  std::shared_ptr<TensorImpl> grad;    // accumulated gradient of a leaf
+  std::shared_ptr<Node> grad_fn;     // set on outputs of recorded ops
+  std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
 };
 
 class Tensor {
@@ -38,8 +38,7 @@ class Tensor {
   static Tensor empty(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
   static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::F32, Device device = Device::cpu());
-  static Tensor full(const Shape& shape, double value, DType dtype = DType::F32,
-                     Device device = Device::cpu());
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::F32, Device device = Device::cpu());
   static Tensor scalar(double value, DType dtype = DType::F32, Device device = Device::cpu());
   // [0, 1, ..., n-1]
   static Tensor arange(int64_t n, DType dtype = DType::F32, Device device = Device::cpu());
@@ -56,8 +55,8 @@ class Tensor {
     return from_data<int64_t>(std::span<const int64_t>(v), shape, device);
   }
   // Wraps existing storage as a view (no copy).
-  static Tensor view_of(std::shared_ptr<Storage> storage, const Shape& shape, const Strides& strides,
-                        int64_t offset, DType dtype);
+  static Tensor view_of(std::shared_ptr<Storage> storage, const Shape& shape, const Strides& strides, int64_t offset,
+                        DType dtype);
 
   // ---- properties
   bool defined() const { return impl_ != nullptr; }

@@ -40,7 +40,8 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double
       total += sum(pow(abs(g), norm_type)).item();
     }
   }
-  if (!inf_norm) total = norm_type == 2.0 ? std::sqrt(total) : (norm_type == 1.0 ? total : std::pow(total, 1.0 / norm_type));
+  if (!inf_norm)
+    total = norm_type == 2.0 ? std::sqrt(total) : (norm_type == 1.0 ? total : std::pow(total, 1.0 / norm_type));
   if (!std::isfinite(total)) return total;
   double coef = max_norm / (total + kClipEpsilon);
   if (coef < 1.0)

@@ -37,7 +37,9 @@ void Optimizer::zero_grad() {
   for (auto& [name, p] : params_) p.zero_grad();
 }
 
-double Optimizer::lr() const { return schedule_ ? (*schedule_)(step_count_ + 1) : lr_; }
+double Optimizer::lr() const {
+  return schedule_ ? (*schedule_)(step_count_ + 1) : lr_;
+}
 
 void Optimizer::set_lr(double lr) {
   LR_CHECK(std::isfinite(lr) && lr >= 0, "optimizer: learning rate must be finite and >= 0, got {}", lr);
@@ -45,7 +47,9 @@ void Optimizer::set_lr(double lr) {
   schedule_.reset();
 }
 
-void Optimizer::set_schedule(const LrSchedule& schedule) { schedule_ = schedule; }
+void Optimizer::set_schedule(const LrSchedule& schedule) {
+  schedule_ = schedule;
+}
 
 std::map<std::string, Tensor> Optimizer::state_dict() const {
   std::map<std::string, Tensor> out;
@@ -72,8 +76,8 @@ void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state, int6
       LR_CHECK(it->second.defined() && it->second.shape() == p.shape(),
                "{}: load_state_dict: '{}' has shape {} but parameter '{}' has {}", name(), key,
                it->second.defined() ? it->second.shape() : Shape{}, pname, p.shape());
-      LR_CHECK(it->second.dtype() == p.dtype(), "{}: load_state_dict: '{}' is {} but parameter '{}' is {}", name(),
-               key, dtype_name(it->second.dtype()), pname, dtype_name(p.dtype()));
+      LR_CHECK(it->second.dtype() == p.dtype(), "{}: load_state_dict: '{}' is {} but parameter '{}' is {}", name(), key,
+               dtype_name(it->second.dtype()), pname, dtype_name(p.dtype()));
       incoming[i][buf] = it->second;
       ++used;
     }
@@ -108,16 +112,15 @@ void Optimizer::save(const std::string& path, const std::map<std::string, std::s
 std::map<std::string, std::string> Optimizer::load(const std::string& path) {
   io::SafetensorsFile f = io::load_safetensors(path);
   auto kind = f.metadata.find("optimizer");
-  LR_CHECK(kind != f.metadata.end(), "{}: {} has no 'optimizer' metadata (not an optimizer state file?)", name(),
-           path);
+  LR_CHECK(kind != f.metadata.end(), "{}: {} has no 'optimizer' metadata (not an optimizer state file?)", name(), path);
   LR_CHECK(kind->second == name(), "{}: {} holds the state of a '{}' optimizer", name(), path, kind->second);
   auto step = f.metadata.find("step");
   LR_CHECK(step != f.metadata.end(), "{}: {} has no 'step' metadata", name(), path);
   int64_t n = -1;
   const std::string& s = step->second;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-  LR_CHECK(ec == std::errc() && end == s.data() + s.size() && n >= 0, "{}: {}: step '{}' is not a count", name(),
-           path, s);
+  LR_CHECK(ec == std::errc() && end == s.data() + s.size() && n >= 0, "{}: {}: step '{}' is not a count", name(), path,
+           s);
   load_state_dict(f.tensors, n);
   return f.metadata;
 }

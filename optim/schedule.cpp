@@ -15,7 +15,9 @@ LrSchedule::LrSchedule(Kind kind, double lr, int64_t warmup, int64_t total, doub
   LR_CHECK(warmup >= 0, "LrSchedule: warmup_steps must be >= 0, got {}", warmup);
 }
 
-LrSchedule LrSchedule::constant(double lr) { return LrSchedule(Kind::Constant, lr, 0, 0, lr); }
+LrSchedule LrSchedule::constant(double lr) {
+  return LrSchedule(Kind::Constant, lr, 0, 0, lr);
+}
 
 LrSchedule LrSchedule::linear_warmup(double lr, int64_t warmup_steps) {
   return LrSchedule(Kind::LinearWarmup, lr, warmup_steps, 0, lr);
@@ -42,8 +44,12 @@ double LrSchedule::operator()(int64_t step) const {
 std::string LrSchedule::str() const {
   std::ostringstream os;
   switch (kind_) {
-    case Kind::Constant: os << "constant(lr=" << lr_ << ")"; break;
-    case Kind::LinearWarmup: os << "linear_warmup(lr=" << lr_ << ", warmup=" << warmup_ << ")"; break;
+    case Kind::Constant:
+      os << "constant(lr=" << lr_ << ")";
+      break;
+    case Kind::LinearWarmup:
+      os << "linear_warmup(lr=" << lr_ << ", warmup=" << warmup_ << ")";
+      break;
     case Kind::Cosine:
       os << "cosine(lr=" << lr_ << ", warmup=" << warmup_ << ", total=" << total_ << ", min_lr=" << min_lr_ << ")";
       break;

@@ -53,8 +53,10 @@ DataLoader::DataLoader(std::vector<Tensor> sources, DataLoaderOptions options) :
     const Tensor& t = sources[i];
     LR_CHECK(t.defined() && t.dim() >= 1, "DataLoader: source {} must have a leading sample axis, got shape {}", i,
              t.defined() ? t.shape() : Shape{});
-    LR_CHECK(t.size(0) == sources[0].size(0), "DataLoader: source {} has {} samples (shape {}) but source 0 has {} "
-             "(shape {})", i, t.size(0), t.shape(), sources[0].size(0), sources[0].shape());
+    LR_CHECK(t.size(0) == sources[0].size(0),
+             "DataLoader: source {} has {} samples (shape {}) but source 0 has {} "
+             "(shape {})",
+             i, t.size(0), t.shape(), sources[0].size(0), sources[0].shape());
     sources_.push_back(t.detach().to(Device::cpu()).contiguous());
   }
   n_ = sources_[0].size(0);
@@ -126,8 +128,10 @@ std::optional<Batch> DataLoader::next() {
 
 void DataLoader::load_state(const DataLoaderState& s) {
   LR_CHECK(s.epoch >= 0 && s.epoch < kMaxIndex, "DataLoader: state epoch {} is out of range", s.epoch);
-  LR_CHECK(s.position >= 0 && s.position <= num_batches(), "DataLoader: state position {} is past the {} batches "
-           "of an epoch (was the state saved with another batch size or data set?)", s.position, num_batches());
+  LR_CHECK(s.position >= 0 && s.position <= num_batches(),
+           "DataLoader: state position {} is past the {} batches "
+           "of an epoch (was the state saved with another batch size or data set?)",
+           s.position, num_batches());
   options_.seed = s.seed;
   epoch_ = s.epoch;
   position_ = s.position;

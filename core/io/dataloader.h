@@ -66,7 +66,7 @@ class DataLoader {
 
   DataLoaderState state() const { return {options_.seed, epoch_, position_}; }
   void load_state(const DataLoaderState& s);  // also adopts s.seed
-  void set_epoch(int64_t epoch);               // the start of `epoch`
+  void set_epoch(int64_t epoch);              // the start of `epoch`
 
   // `for (Batch& b : loader)` serves the rest of the current epoch, like calling next().
   class Iterator {

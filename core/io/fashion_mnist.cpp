@@ -50,8 +50,8 @@ void load_fashion_mnist_split(const std::string& images_path, const std::string&
   const uint8_t* ls = lab.data<uint8_t>();
   int64_t* ld = labels.data<int64_t>();
   for (int64_t i = 0; i < n; ++i) {
-    LR_CHECK(ls[i] < kFashionMnistClasses, "fashion-mnist: {}: label {} of sample {} is not a class 0..9",
-             labels_path, int{ls[i]}, i);
+    LR_CHECK(ls[i] < kFashionMnistClasses, "fashion-mnist: {}: label {} of sample {} is not a class 0..9", labels_path,
+             int{ls[i]}, i);
     ld[i] = ls[i];
   }
 }

@@ -16,7 +16,9 @@
 namespace lowrank::io {
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 std::string parent_dir(const std::string& path) {
   std::filesystem::path p(path);

@@ -77,9 +77,7 @@ class GzSource : public Source {
     if (err == Z_OK || err == Z_STREAM_END) return "";
     return err == Z_BUF_ERROR ? "the gzip stream is cut short" : std::string("gzip: ") + (msg ? msg : "error");
   }
-  uint64_t max_payload() override {
-    return gzdirect(f_) ? file_size_ : file_size_ * kMaxDeflateRatio + (1u << 20);
-  }
+  uint64_t max_payload() override { return gzdirect(f_) ? file_size_ : file_size_ * kMaxDeflateRatio + (1u << 20); }
 
  private:
   std::string path_;
@@ -136,11 +134,13 @@ std::string hex_byte(unsigned v) {
 Tensor parse_idx(Source& src, const std::string& source) {
   unsigned char magic[4];
   read_exact(src, magic, 4, source, "the 4-byte magic number");
-  LR_CHECK(magic[0] == 0 && magic[1] == 0, "idx: {}: not an IDX file (magic starts {} {}, expected 0x00 0x00)",
-           source, hex_byte(magic[0]), hex_byte(magic[1]));
+  LR_CHECK(magic[0] == 0 && magic[1] == 0, "idx: {}: not an IDX file (magic starts {} {}, expected 0x00 0x00)", source,
+           hex_byte(magic[0]), hex_byte(magic[1]));
   const IdxType* type = find_type(magic[2]);
-  LR_CHECK(type != nullptr, "idx: {}: unknown element type byte {} (known: 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, "
-           "0x0D f32, 0x0E f64)", source, hex_byte(magic[2]));
+  LR_CHECK(type != nullptr,
+           "idx: {}: unknown element type byte {} (known: 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, "
+           "0x0D f32, 0x0E f64)",
+           source, hex_byte(magic[2]));
   uint64_t rank = magic[3];
   LR_CHECK(rank >= 1 && rank <= kMaxRank, "idx: {}: rank {} is outside 1..{}", source, rank, kMaxRank);
 
@@ -157,8 +157,10 @@ Tensor parse_idx(Source& src, const std::string& source) {
   LR_CHECK(!__builtin_mul_overflow(numel, uint64_t{type->file_size}, &payload), "idx: {}: dimensions {} overflow",
            source, shape);
   uint64_t max_payload = src.max_payload();
-  LR_CHECK(payload <= max_payload, "idx: {}: the header promises {} {} elements of shape {} ({} bytes) but the file "
-           "cannot hold more than {} bytes of data", source, numel, type->name, shape, payload, max_payload);
+  LR_CHECK(payload <= max_payload,
+           "idx: {}: the header promises {} {} elements of shape {} ({} bytes) but the file "
+           "cannot hold more than {} bytes of data",
+           source, numel, type->name, shape, payload, max_payload);
 
   Tensor t = Tensor::empty(shape, type->dtype);
   std::string what = detail::format("{} {} data", shape_str(shape), type->name);
@@ -209,8 +211,10 @@ std::string encode_idx(const Tensor& t) {
   for (const IdxType& k : kIdxTypes)
     if (k.dtype == t.dtype() && k.file_size == dtype_size(t.dtype())) type = &k;
   LR_CHECK(type != nullptr, "encode_idx: dtype {} has no IDX type (u8, i32, f32, f64 do)", dtype_name(t.dtype()));
-  LR_CHECK(t.dim() >= 1 && t.dim() <= static_cast<int64_t>(kMaxRank), "encode_idx: rank {} of shape {} is outside "
-           "1..{}", t.dim(), t.shape(), kMaxRank);
+  LR_CHECK(t.dim() >= 1 && t.dim() <= static_cast<int64_t>(kMaxRank),
+           "encode_idx: rank {} of shape {} is outside "
+           "1..{}",
+           t.dim(), t.shape(), kMaxRank);
   for (int64_t d : t.shape())
     LR_CHECK(d <= static_cast<int64_t>(UINT32_MAX), "encode_idx: dimension {} of {} exceeds u32", d, t.shape());
   NoGradGuard no_grad;

@@ -33,7 +33,7 @@ struct FileDType {
 };
 
 constexpr FileDType kFileDTypes[] = {
-    {"F64", DType::F64, DType::F64},  {"F32", DType::F32, DType::F32},   {"F16", DType::F16, DType::F32},
+    {"F64", DType::F64, DType::F64},   {"F32", DType::F32, DType::F32}, {"F16", DType::F16, DType::F32},
     {"BF16", DType::BF16, DType::F32}, {"I64", DType::I64, DType::I64}, {"I32", DType::I32, DType::I32},
     {"U8", DType::U8, DType::U8},
 };
@@ -65,19 +65,21 @@ using FilePtr = std::unique_ptr<FILE, FileCloser>;
 void read_exact(FILE* f, void* dst, uint64_t nbytes, uint64_t at, const std::string& path) {
   LR_CHECK(fseeko(f, static_cast<off_t>(at), SEEK_SET) == 0, "safetensors: {}: seek to byte {} failed", path, at);
   size_t got = nbytes ? std::fread(dst, 1, nbytes, f) : 0;
-  LR_CHECK(got == nbytes, "safetensors: {}: read {} of {} bytes at byte {} (file changed while reading?)", path,
-           got, nbytes, at);
+  LR_CHECK(got == nbytes, "safetensors: {}: read {} of {} bytes at byte {} (file changed while reading?)", path, got,
+           nbytes, at);
 }
 
 uint64_t json_uint(const json& v, const std::string& path, const std::string& name, const char* field) {
-  LR_CHECK(v.is_number_unsigned(), "safetensors: {}: tensor '{}': {} must hold non-negative integers, found {}",
-           path, name, field, v.dump());
+  LR_CHECK(v.is_number_unsigned(), "safetensors: {}: tensor '{}': {} must hold non-negative integers, found {}", path,
+           name, field, v.dump());
   return v.get<uint64_t>();
 }
 
 Entry parse_entry(const std::string& name, const json& info, const std::string& path) {
-  LR_CHECK(info.is_object(), "safetensors: {}: tensor '{}': expected an object with dtype, shape and data_offsets, "
-           "found {}", path, name, info.dump());
+  LR_CHECK(info.is_object(),
+           "safetensors: {}: tensor '{}': expected an object with dtype, shape and data_offsets, "
+           "found {}",
+           path, name, info.dump());
   for (auto it = info.begin(); it != info.end(); ++it)
     LR_CHECK(it.key() == "dtype" || it.key() == "shape" || it.key() == "data_offsets",
              "safetensors: {}: tensor '{}': unexpected field '{}'", path, name, it.key());
@@ -89,8 +91,10 @@ Entry parse_entry(const std::string& name, const json& info, const std::string& 
   const json& dt = info["dtype"];
   LR_CHECK(dt.is_string(), "safetensors: {}: tensor '{}': dtype must be a string, found {}", path, name, dt.dump());
   e.dtype = find_file_dtype(dt.get<std::string>());
-  LR_CHECK(e.dtype != nullptr, "safetensors: {}: tensor '{}': unsupported dtype '{}' (supported: F64, F32, F16, "
-           "BF16, I64, I32, U8)", path, name, dt.get<std::string>());
+  LR_CHECK(e.dtype != nullptr,
+           "safetensors: {}: tensor '{}': unsupported dtype '{}' (supported: F64, F32, F16, "
+           "BF16, I64, I32, U8)",
+           path, name, dt.get<std::string>());
 
   const json& shape = info["shape"];
   LR_CHECK(shape.is_array(), "safetensors: {}: tensor '{}': shape must be an array, found {}", path, name,
@@ -107,14 +111,18 @@ Entry parse_entry(const std::string& name, const json& info, const std::string& 
            "safetensors: {}: tensor '{}': shape {} overflows", path, name, shape.dump());
 
   const json& off = info["data_offsets"];
-  LR_CHECK(off.is_array() && off.size() == 2, "safetensors: {}: tensor '{}': data_offsets must be [begin, end], "
-           "found {}", path, name, off.dump());
+  LR_CHECK(off.is_array() && off.size() == 2,
+           "safetensors: {}: tensor '{}': data_offsets must be [begin, end], "
+           "found {}",
+           path, name, off.dump());
   e.begin = json_uint(off[0], path, name, "data_offsets");
   e.end = json_uint(off[1], path, name, "data_offsets");
-  LR_CHECK(e.begin <= e.end, "safetensors: {}: tensor '{}': data_offsets [{}, {}] end before they begin", path,
-           name, e.begin, e.end);
-  LR_CHECK(e.end - e.begin == nbytes, "safetensors: {}: tensor '{}': data_offsets [{}, {}] hold {} bytes but "
-           "{} {} needs {}", path, name, e.begin, e.end, e.end - e.begin, e.dtype->name, shape_str(e.shape), nbytes);
+  LR_CHECK(e.begin <= e.end, "safetensors: {}: tensor '{}': data_offsets [{}, {}] end before they begin", path, name,
+           e.begin, e.end);
+  LR_CHECK(e.end - e.begin == nbytes,
+           "safetensors: {}: tensor '{}': data_offsets [{}, {}] hold {} bytes but "
+           "{} {} needs {}",
+           path, name, e.begin, e.end, e.end - e.begin, e.dtype->name, shape_str(e.shape), nbytes);
   return e;
 }
 
@@ -123,8 +131,10 @@ json parse_header(const std::string& text, const std::string& path) {
   std::vector<std::set<std::string>> open_objects;
   std::string duplicate;
   auto cb = [&](int, json::parse_event_t ev, json& parsed) {
-    if (ev == json::parse_event_t::object_start) open_objects.emplace_back();
-    else if (ev == json::parse_event_t::object_end && !open_objects.empty()) open_objects.pop_back();
+    if (ev == json::parse_event_t::object_start)
+      open_objects.emplace_back();
+    else if (ev == json::parse_event_t::object_end && !open_objects.empty())
+      open_objects.pop_back();
     else if (ev == json::parse_event_t::key && !open_objects.empty() && parsed.is_string())
       if (!open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty())
         duplicate = parsed.get<std::string>();
@@ -137,29 +147,33 @@ json parse_header(const std::string& text, const std::string& path) {
     LR_FAIL("safetensors: {}: the header is not valid JSON: {}", path, e.what());
   }
   LR_CHECK(duplicate.empty(), "safetensors: {}: the header names '{}' twice", path, duplicate);
-  LR_CHECK(header.is_object(), "safetensors: {}: the header must be a JSON object, found {}", path,
-           header.type_name());
+  LR_CHECK(header.is_object(), "safetensors: {}: the header must be a JSON object, found {}", path, header.type_name());
   return header;
 }
 
 // Offsets must tile [0, data_len) exactly, in any order: no overlap, no gap, nothing past the end.
 void check_layout(std::vector<Entry*> entries, uint64_t data_len, const std::string& path) {
-  std::sort(entries.begin(), entries.end(),
-            [](const Entry* a, const Entry* b) { return a->begin != b->begin ? a->begin < b->begin : a->end < b->end; });
+  std::sort(entries.begin(), entries.end(), [](const Entry* a, const Entry* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
   uint64_t cursor = 0;
   const Entry* prev = nullptr;
   for (const Entry* e : entries) {
-    LR_CHECK(e->end <= data_len, "safetensors: {}: tensor '{}': data_offsets [{}, {}] run past the end of the "
-             "data ({} bytes)", path, e->name, e->begin, e->end, data_len);
+    LR_CHECK(e->end <= data_len,
+             "safetensors: {}: tensor '{}': data_offsets [{}, {}] run past the end of the "
+             "data ({} bytes)",
+             path, e->name, e->begin, e->end, data_len);
     LR_CHECK(e->begin >= cursor, "safetensors: {}: tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", path,
              prev ? prev->name : "", prev ? prev->begin : 0, prev ? prev->end : 0, e->name, e->begin, e->end);
-    LR_CHECK(e->begin == cursor, "safetensors: {}: bytes [{}, {}) of the data belong to no tensor (a gap before "
-             "'{}')", path, cursor, e->begin, e->name);
+    LR_CHECK(e->begin == cursor,
+             "safetensors: {}: bytes [{}, {}) of the data belong to no tensor (a gap before "
+             "'{}')",
+             path, cursor, e->begin, e->name);
     cursor = e->end;
     prev = e;
   }
-  LR_CHECK(cursor == data_len, "safetensors: {}: bytes [{}, {}) of the data belong to no tensor (trailing data)",
-           path, cursor, data_len);
+  LR_CHECK(cursor == data_len, "safetensors: {}: bytes [{}, {}) of the data belong to no tensor (trailing data)", path,
+           cursor, data_len);
 }
 
 Tensor read_tensor(FILE* f, const Entry& e, uint64_t data_start, const std::string& path) {
@@ -208,8 +222,8 @@ SafetensorsFile load_safetensors(const std::string& path) {
       LR_CHECK(it.value().is_object(), "safetensors: {}: __metadata__ must be an object of strings, found {}", path,
                it.value().dump());
       for (auto m = it.value().begin(); m != it.value().end(); ++m) {
-        LR_CHECK(m.value().is_string(), "safetensors: {}: __metadata__ '{}' must be a string, found {}", path,
-                 m.key(), m.value().dump());
+        LR_CHECK(m.value().is_string(), "safetensors: {}: __metadata__ '{}' must be a string, found {}", path, m.key(),
+                 m.value().dump());
         out.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
@@ -238,9 +252,8 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
     Tensor c = t.detach();
     if (!c.device().is_cpu()) c = c.to(Device::cpu());  // to() makes it contiguous on the way
     c = c.contiguous();
-    header[name] = {{"dtype", file_dtype_name(c.dtype())},
-                    {"shape", c.shape()},
-                    {"data_offsets", {offset, offset + c.nbytes()}}};
+    header[name] = {
+        {"dtype", file_dtype_name(c.dtype())}, {"shape", c.shape()}, {"data_offsets", {offset, offset + c.nbytes()}}};
     offset += c.nbytes();
     host.push_back(std::move(c));
   }

@@ -10,8 +10,8 @@
 namespace lowrank::io {
 
 struct SafetensorsFile {
-  std::map<std::string, Tensor> tensors;           // on the CPU; F16/BF16 are widened to f32
-  std::map<std::string, std::string> metadata;     // the "__metadata__" object
+  std::map<std::string, Tensor> tensors;        // on the CPU; F16/BF16 are widened to f32
+  std::map<std::string, std::string> metadata;  // the "__metadata__" object
 };
 
 // Throws lowrank::Error naming the file and the problem for any malformed input.

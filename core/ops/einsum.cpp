@@ -39,9 +39,10 @@ Equation parse_equation(const std::string& eq) {
                "einsum: invalid character '{}' in the {} of equation \"{}\" (indices are letters a-z, A-Z)", c, what,
                eq);
     for (size_t i = 0; i < part.size(); ++i)
-      LR_CHECK(part.find(part[i], i + 1) == std::string::npos,
-               "einsum: index '{}' repeats in the {} \"{}\" of equation \"{}\" (traces and diagonals are not supported)",
-               part[i], what, part, eq);
+      LR_CHECK(
+          part.find(part[i], i + 1) == std::string::npos,
+          "einsum: index '{}' repeats in the {} \"{}\" of equation \"{}\" (traces and diagonals are not supported)",
+          part[i], what, part, eq);
   };
   check_letters(e.in[0], "first operand");
   check_letters(e.in[1], "second operand");
@@ -61,9 +62,13 @@ Equation parse_equation(const std::string& eq) {
   return e;
 }
 
-bool has(const std::string& s, char c) { return s.find(c) != std::string::npos; }
+bool has(const std::string& s, char c) {
+  return s.find(c) != std::string::npos;
+}
 
-int pos(const std::string& s, char c) { return static_cast<int>(s.find(c)); }
+int pos(const std::string& s, char c) {
+  return static_cast<int>(s.find(c));
+}
 
 // Sums `t` over the indices of `idx` that appear neither in `other` nor in `out`.
 Tensor sum_private(const Tensor& t, std::string& idx, const std::string& other, const std::string& out) {

@@ -8,8 +8,7 @@ Tensor broadcast_view(const Tensor& t, const Shape& shape) {
   if (t.shape() == shape) return t;
   size_t lead = shape.size() - t.shape().size();
   Strides st(shape.size(), 0);
-  for (size_t i = lead; i < shape.size(); ++i)
-    st[i] = t.shape()[i - lead] == shape[i] ? t.strides()[i - lead] : 0;
+  for (size_t i = lead; i < shape.size(); ++i) st[i] = t.shape()[i - lead] == shape[i] ? t.strides()[i - lead] : 0;
   return Tensor::view_of(t.storage(), shape, st, t.offset(), t.dtype());
 }
 
@@ -116,14 +115,28 @@ static Tensor extremum(BinaryOp op, OpKind kind, const char* name, const Tensor&
   }
   return out;
 }
-Tensor maximum(const Tensor& a, const Tensor& b) { return extremum(BinaryOp::Maximum, OpKind::Maximum, "maximum", a, b); }
-Tensor minimum(const Tensor& a, const Tensor& b) { return extremum(BinaryOp::Minimum, OpKind::Minimum, "minimum", a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  return extremum(BinaryOp::Maximum, OpKind::Maximum, "maximum", a, b);
+}
+Tensor minimum(const Tensor& a, const Tensor& b) {
+  return extremum(BinaryOp::Minimum, OpKind::Minimum, "minimum", a, b);
+}
 
-Tensor eq(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Eq, OpKind::Compare, "eq", a, b); }
-Tensor gt(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Gt, OpKind::Compare, "gt", a, b); }
-Tensor lt(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Lt, OpKind::Compare, "lt", a, b); }
-Tensor ge(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Ge, OpKind::Compare, "ge", a, b); }
-Tensor le(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Le, OpKind::Compare, "le", a, b); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Eq, OpKind::Compare, "eq", a, b);
+}
+Tensor gt(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Gt, OpKind::Compare, "gt", a, b);
+}
+Tensor lt(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Lt, OpKind::Compare, "lt", a, b);
+}
+Tensor ge(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Ge, OpKind::Compare, "ge", a, b);
+}
+Tensor le(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Le, OpKind::Compare, "le", a, b);
+}
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   LR_CHECK(x.defined() && mask.defined(), "masked_fill: undefined input");
@@ -147,13 +160,17 @@ Tensor add(const Tensor& a, double s) {
   if (needs_grad(a)) record(OpKind::AddScalar, out, {a}, [](const Tensor& g) { return Grads{g}; });
   return out;
 }
-Tensor sub(const Tensor& a, double s) { return add(a, -s); }
+Tensor sub(const Tensor& a, double s) {
+  return add(a, -s);
+}
 Tensor mul(const Tensor& a, double s) {
   Tensor out = unary(UnaryOp::MulScalar, OpKind::MulScalar, a, s);
   if (needs_grad(a)) record(OpKind::MulScalar, out, {a}, [s](const Tensor& g) { return Grads{mul(g, s)}; });
   return out;
 }
-Tensor div(const Tensor& a, double s) { return mul(a, 1.0 / s); }
+Tensor div(const Tensor& a, double s) {
+  return mul(a, 1.0 / s);
+}
 Tensor pow(const Tensor& a, double e) {
   Tensor out = unary(UnaryOp::PowScalar, OpKind::PowScalar, a, e);
   if (needs_grad(a)) {
@@ -256,9 +273,8 @@ Tensor abs(const Tensor& a) {
   Tensor out = unary(UnaryOp::Abs, OpKind::Abs, a);
   if (needs_grad(a)) {
     const Tensor& ad = a;
-    record(OpKind::Abs, out, {a}, [ad](const Tensor& g) {
-      return Grads{mul(g, unary(UnaryOp::Sign, OpKind::Abs, ad))};
-    });
+    record(OpKind::Abs, out, {a},
+           [ad](const Tensor& g) { return Grads{mul(g, unary(UnaryOp::Sign, OpKind::Abs, ad))}; });
   }
   return out;
 }

@@ -4,8 +4,8 @@
 
 namespace lowrank {
 
-Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& a, const Tensor& bm,
-                   double scale, double base_scale) {
+Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& a, const Tensor& bm, double scale,
+                   double base_scale) {
   const char* op = "lora_linear";
   detail::check_float(op, x);
   detail::check_same(op, x, w);
@@ -45,20 +45,19 @@ Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tens
     const bool na = a.requires_grad(), nbm = bm.requires_grad();
     Shape x_shape = x.shape();
     Tensor wd = wc.detach(), ad = ac.detach(), bd = bc.detach();
-    record(OpKind::LoraLinear, out, {x, w, b, a, bm},
-           [=](const Tensor& g) {
-             Tensor gy = g.is_contiguous() ? g.view({m, out_f}) : g.contiguous().view({m, out_f});
-             Device d = gy.device();
-             DType t = gy.dtype();
-             Tensor gx = nx ? Tensor::empty({m, in}, t, d) : Tensor();
-             Tensor gw = nw ? Tensor::empty({out_f, in}, t, d) : Tensor();
-             Tensor gb = nb ? Tensor::empty({out_f}, t, d) : Tensor();
-             Tensor ga = na ? Tensor::empty({r, in}, t, d) : Tensor();
-             Tensor gbm = nbm ? Tensor::empty({out_f, r}, t, d) : Tensor();
-             kernel(d, &Backend::lora_backward, OpKind::LoraLinear)(x2, wd, ad, bd, xa, gy, scale, base_scale, gx, gw,
-                                                                    gb, ga, gbm);
-             return std::vector<Tensor>{nx ? gx.view(x_shape) : Tensor(), gw, gb, ga, gbm};
-           });
+    record(OpKind::LoraLinear, out, {x, w, b, a, bm}, [=](const Tensor& g) {
+      Tensor gy = g.is_contiguous() ? g.view({m, out_f}) : g.contiguous().view({m, out_f});
+      Device d = gy.device();
+      DType t = gy.dtype();
+      Tensor gx = nx ? Tensor::empty({m, in}, t, d) : Tensor();
+      Tensor gw = nw ? Tensor::empty({out_f, in}, t, d) : Tensor();
+      Tensor gb = nb ? Tensor::empty({out_f}, t, d) : Tensor();
+      Tensor ga = na ? Tensor::empty({r, in}, t, d) : Tensor();
+      Tensor gbm = nbm ? Tensor::empty({out_f, r}, t, d) : Tensor();
+      kernel(d, &Backend::lora_backward, OpKind::LoraLinear)(x2, wd, ad, bd, xa, gy, scale, base_scale, gx, gw, gb, ga,
+                                                             gbm);
+      return std::vector<Tensor>{nx ? gx.view(x_shape) : Tensor(), gw, gb, ga, gbm};
+    });
   }
   return out;
 }

@@ -33,7 +33,7 @@ Tensor softmax_impl(const Tensor& x, int64_t axis, bool log) {
       Tensor gx = Tensor::empty(gc.shape(), g.dtype(), g.device());
       if (rows > 0)
         kernel(g.device(), &Backend::softmax_backward, kind)(as_rows(y, rows, cols), as_rows(gc, rows, cols),
-                                                              as_rows(gx, rows, cols), log);
+                                                             as_rows(gx, rows, cols), log);
       return Grads{moved ? gx.transpose(ax, last) : gx};
     });
   }
@@ -42,8 +42,12 @@ Tensor softmax_impl(const Tensor& x, int64_t axis, bool log) {
 
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t axis) { return softmax_impl(x, axis, false); }
-Tensor log_softmax(const Tensor& x, int64_t axis) { return softmax_impl(x, axis, true); }
+Tensor softmax(const Tensor& x, int64_t axis) {
+  return softmax_impl(x, axis, false);
+}
+Tensor log_softmax(const Tensor& x, int64_t axis) {
+  return softmax_impl(x, axis, true);
+}
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index) {
   const char* name = "cross_entropy";
@@ -160,8 +164,9 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
       // Only the error path reads the ids back, to name the first bad one.
       const std::vector<int64_t> host = idc.to_vector<int64_t>();
       for (size_t i = 0; i < host.size(); ++i)
-        LR_CHECK(host[i] >= 0 && host[i] < v, "{}: id {} at position {} is out of range for a vocabulary of {} (weight {})",
-                 name, host[i], i, v, weight.shape());
+        LR_CHECK(host[i] >= 0 && host[i] < v,
+                 "{}: id {} at position {} is out of range for a vocabulary of {} (weight {})", name, host[i], i, v,
+                 weight.shape());
       LR_FAIL("{}: the kernel rejected ids {} for a vocabulary of {}", name, ids.shape(), v);
     }
   }

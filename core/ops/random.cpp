@@ -3,8 +3,7 @@
 
 namespace lowrank {
 namespace {
-Tensor random_tensor(RandomKind kind, const Shape& shape, uint64_t seed, uint64_t offset, DType dtype,
-                     Device device) {
+Tensor random_tensor(RandomKind kind, const Shape& shape, uint64_t seed, uint64_t offset, DType dtype, Device device) {
   LR_CHECK(dtype == DType::F32 || dtype == DType::F64, "rand: needs f32 or f64, got {}", dtype_name(dtype));
   Tensor out = Tensor::empty(shape, dtype, device);
   if (out.numel() > 0) kernel(device, &Backend::random, OpKind::Random)(kind, seed, offset, out);

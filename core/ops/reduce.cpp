@@ -67,9 +67,8 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
   Tensor out = finish(reduce_raw(ReduceOp::Sum, OpKind::Sum, x, mask), mask, keepdim);
   if (needs_grad(x)) {
     Shape in_shape = x.shape(), kept = detail::reduced_shape(x.shape(), mask, true);
-    record(OpKind::Sum, out, {x}, [in_shape, kept](const Tensor& g) {
-      return Grads{g.reshape(kept).expand(in_shape)};
-    });
+    record(OpKind::Sum, out, {x},
+           [in_shape, kept](const Tensor& g) { return Grads{g.reshape(kept).expand(in_shape)}; });
   }
   return out;
 }
@@ -85,9 +84,8 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
   if (needs_grad(x)) {
     Shape in_shape = x.shape(), ks = detail::reduced_shape(x.shape(), mask, true);
     double inv = 1.0 / static_cast<double>(n);
-    record(OpKind::Mean, out, {x}, [in_shape, ks, inv](const Tensor& g) {
-      return Grads{mul(g.reshape(ks), inv).expand(in_shape)};
-    });
+    record(OpKind::Mean, out, {x},
+           [in_shape, ks, inv](const Tensor& g) { return Grads{mul(g.reshape(ks), inv).expand(in_shape)}; });
   }
   return out;
 }

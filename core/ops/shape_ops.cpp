@@ -4,8 +4,12 @@
 
 namespace lowrank {
 
-Tensor reshape(const Tensor& x, const Shape& shape) { return x.reshape(shape); }
-Tensor permute(const Tensor& x, const std::vector<int>& dims) { return x.permute(dims); }
+Tensor reshape(const Tensor& x, const Shape& shape) {
+  return x.reshape(shape);
+}
+Tensor permute(const Tensor& x, const std::vector<int>& dims) {
+  return x.permute(dims);
+}
 
 Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
   LR_CHECK(!xs.empty(), "concat: no tensors given");

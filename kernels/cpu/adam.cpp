@@ -31,25 +31,23 @@ template <class T>
 AdamScalars<T> adam_scalars(const AdamArgs& a) {
   const double bc1 = 1.0 - std::pow(a.beta1, static_cast<double>(a.step));
   const double bc2 = 1.0 - std::pow(a.beta2, static_cast<double>(a.step));
-  return {static_cast<T>(a.beta1),          static_cast<T>(a.beta2),
-          static_cast<T>(1.0 - a.beta1),    static_cast<T>(1.0 - a.beta2),
-          static_cast<T>(-(a.lr / bc1)),    static_cast<T>(std::sqrt(bc2)),
-          static_cast<T>(a.eps),            static_cast<T>(a.weight_decay),
-          static_cast<T>(1.0 - a.lr * a.weight_decay)};
+  return {static_cast<T>(a.beta1),       static_cast<T>(a.beta2),        static_cast<T>(1.0 - a.beta1),
+          static_cast<T>(1.0 - a.beta2), static_cast<T>(-(a.lr / bc1)),  static_cast<T>(std::sqrt(bc2)),
+          static_cast<T>(a.eps),         static_cast<T>(a.weight_decay), static_cast<T>(1.0 - a.lr * a.weight_decay)};
 }
 
 // One element; kL2: grad += wd * param (Adam), kDecay: param *= 1 - lr * wd (AdamW).
 template <class T, bool kL2, bool kDecay>
 inline void adam_one(const AdamScalars<T>& s, T& p, T g, T& m, T& v) {
   T pi = p;
-  if constexpr (kL2) g = g + s.l2 * pi;      // grad.add(param, alpha=wd)
-  if constexpr (kDecay) pi = pi * s.decay;   // param.mul_(1 - lr * wd)
-  T mi = m * s.beta1 + s.one_minus_beta1 * g;                  // exp_avg.mul_(b1).add_(grad, alpha=1-b1)
-  T vi = v * s.beta2 + s.one_minus_beta2 * g * g;              // exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2)
-  T denom = std::sqrt(vi) / s.bc2_sqrt + s.eps;                // (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
+  if constexpr (kL2) g = g + s.l2 * pi;            // grad.add(param, alpha=wd)
+  if constexpr (kDecay) pi = pi * s.decay;         // param.mul_(1 - lr * wd)
+  T mi = m * s.beta1 + s.one_minus_beta1 * g;      // exp_avg.mul_(b1).add_(grad, alpha=1-b1)
+  T vi = v * s.beta2 + s.one_minus_beta2 * g * g;  // exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2)
+  T denom = std::sqrt(vi) / s.bc2_sqrt + s.eps;    // (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
   m = mi;
   v = vi;
-  p = pi + s.neg_step_size * mi / denom;                       // param.addcdiv_(exp_avg, denom, -step_size)
+  p = pi + s.neg_step_size * mi / denom;  // param.addcdiv_(exp_avg, denom, -step_size)
 }
 
 // ---- vector paths
@@ -61,13 +59,13 @@ inline void adam_one(const AdamScalars<T>& s, T& p, T g, T& m, T& v) {
 // The loop is written once as a macro and expanded twice: with the default (SSE2) target, and in
 // an AVX2 target region chosen at run time, since a function's instruction set is fixed where it is
 // defined. AVX2 runs the update at about the speed of the memory traffic alone (bench/optim_bench.cpp).
-#define LR_ADAM_SIMD_LOOP(NAME)                                                                         \
+#define LR_ADAM_SIMD_LOOP(NAME)                                                                        \
   template <class S, class T, bool kL2, bool kDecay>                                                   \
   int64_t NAME(const AdamScalars<T>& s, T* p, const T* g, T* m, T* v, int64_t n) {                     \
     using V = typename S::V;                                                                           \
-    const V beta1 = S::set(s.beta1), beta2 = S::set(s.beta2), omb1 = S::set(s.one_minus_beta1),         \
-            omb2 = S::set(s.one_minus_beta2), nss = S::set(s.neg_step_size), bc2 = S::set(s.bc2_sqrt),  \
-            eps = S::set(s.eps), l2 = S::set(s.l2), decay = S::set(s.decay);                            \
+    const V beta1 = S::set(s.beta1), beta2 = S::set(s.beta2), omb1 = S::set(s.one_minus_beta1),        \
+            omb2 = S::set(s.one_minus_beta2), nss = S::set(s.neg_step_size), bc2 = S::set(s.bc2_sqrt), \
+            eps = S::set(s.eps), l2 = S::set(s.l2), decay = S::set(s.decay);                           \
     int64_t i = 0;                                                                                     \
     for (; i + S::kWidth <= n; i += S::kWidth) {                                                       \
       V pi = S::load(p + i), gi = S::load(g + i);                                                      \
@@ -84,32 +82,32 @@ inline void adam_one(const AdamScalars<T>& s, T& p, T g, T& m, T& v) {
   }
 
 // Traits: V, kWidth, load, store, set, add, mul, div, sqrt.
-#define LR_ADAM_SIMD_TRAITS(NAME, FLOAT_V, DOUBLE_V, PS, PD, WIDTH)                                   \
-  template <class T>                                                                                   \
-  struct NAME;                                                                                         \
-  template <>                                                                                          \
-  struct NAME<float> {                                                                                 \
-    using V = FLOAT_V;                                                                                 \
-    static constexpr int kWidth = WIDTH;                                                               \
-    static V load(const float* p) { return PS(loadu_ps)(p); }                                          \
-    static void store(float* p, V x) { PS(storeu_ps)(p, x); }                                          \
-    static V set(float x) { return PS(set1_ps)(x); }                                                   \
-    static V add(V a, V b) { return PS(add_ps)(a, b); }                                                \
-    static V mul(V a, V b) { return PS(mul_ps)(a, b); }                                                \
-    static V div(V a, V b) { return PS(div_ps)(a, b); }                                                \
-    static V sqrt(V a) { return PS(sqrt_ps)(a); }                                                      \
-  };                                                                                                   \
-  template <>                                                                                          \
-  struct NAME<double> {                                                                                \
-    using V = DOUBLE_V;                                                                                \
-    static constexpr int kWidth = WIDTH / 2;                                                           \
-    static V load(const double* p) { return PD(loadu_pd)(p); }                                         \
-    static void store(double* p, V x) { PD(storeu_pd)(p, x); }                                         \
-    static V set(double x) { return PD(set1_pd)(x); }                                                  \
-    static V add(V a, V b) { return PD(add_pd)(a, b); }                                                \
-    static V mul(V a, V b) { return PD(mul_pd)(a, b); }                                                \
-    static V div(V a, V b) { return PD(div_pd)(a, b); }                                                \
-    static V sqrt(V a) { return PD(sqrt_pd)(a); }                                                      \
+#define LR_ADAM_SIMD_TRAITS(NAME, FLOAT_V, DOUBLE_V, PS, PD, WIDTH) \
+  template <class T>                                                \
+  struct NAME;                                                      \
+  template <>                                                       \
+  struct NAME<float> {                                              \
+    using V = FLOAT_V;                                              \
+    static constexpr int kWidth = WIDTH;                            \
+    static V load(const float* p) { return PS(loadu_ps)(p); }       \
+    static void store(float* p, V x) { PS(storeu_ps)(p, x); }       \
+    static V set(float x) { return PS(set1_ps)(x); }                \
+    static V add(V a, V b) { return PS(add_ps)(a, b); }             \
+    static V mul(V a, V b) { return PS(mul_ps)(a, b); }             \
+    static V div(V a, V b) { return PS(div_ps)(a, b); }             \
+    static V sqrt(V a) { return PS(sqrt_ps)(a); }                   \
+  };                                                                \
+  template <>                                                       \
+  struct NAME<double> {                                             \
+    using V = DOUBLE_V;                                             \
+    static constexpr int kWidth = WIDTH / 2;                        \
+    static V load(const double* p) { return PD(loadu_pd)(p); }      \
+    static void store(double* p, V x) { PD(storeu_pd)(p, x); }      \
+    static V set(double x) { return PD(set1_pd)(x); }               \
+    static V add(V a, V b) { return PD(add_pd)(a, b); }             \
+    static V mul(V a, V b) { return PD(mul_pd)(a, b); }             \
+    static V div(V a, V b) { return PD(div_pd)(a, b); }             \
+    static V sqrt(V a) { return PD(sqrt_pd)(a); }                   \
   };
 
 #if defined(__SSE2__)
@@ -179,9 +177,12 @@ void adam_typed(const AdamArgs& a, const Tensor& param, const Tensor& grad, cons
   int64_t n = param.numel();
   // Compile-time decay branches keep the loop straight-line; a zero weight decay skips the
   // arithmetic entirely, as torch does (0 * inf would be NaN).
-  if (a.weight_decay == 0.0) adam_loop<T, false, false>(s, p, g, pm, pv, n);
-  else if (a.decoupled) adam_loop<T, false, true>(s, p, g, pm, pv, n);
-  else adam_loop<T, true, false>(s, p, g, pm, pv, n);
+  if (a.weight_decay == 0.0)
+    adam_loop<T, false, false>(s, p, g, pm, pv, n);
+  else if (a.decoupled)
+    adam_loop<T, false, true>(s, p, g, pm, pv, n);
+  else
+    adam_loop<T, true, false>(s, p, g, pm, pv, n);
 }
 
 }  // namespace

@@ -56,20 +56,21 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_in
   const int64_t n = logits.size(0), c = logits.size(1);
   const auto* lb = static_cast<const int64_t*>(labels.raw_data());
   if (logits.dtype() == DType::F32)
-    forward_typed(static_cast<const float*>(logits.raw_data()), lb, ignore_index, static_cast<float*>(losses.raw_data()),
-                  n, c);
+    forward_typed(static_cast<const float*>(logits.raw_data()), lb, ignore_index,
+                  static_cast<float*>(losses.raw_data()), n, c);
   else
     forward_typed(static_cast<const double*>(logits.raw_data()), lb, ignore_index,
                   static_cast<double*>(losses.raw_data()), n, c);
 }
 
-void cross_entropy_backward(const Tensor& logits, const Tensor& labels, int64_t ignore_index,
-                            const Tensor& grad_losses, const Tensor& grad_logits) {
+void cross_entropy_backward(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& grad_losses,
+                            const Tensor& grad_logits) {
   const int64_t n = logits.size(0), c = logits.size(1);
   const auto* lb = static_cast<const int64_t*>(labels.raw_data());
   if (logits.dtype() == DType::F32)
     backward_typed(static_cast<const float*>(logits.raw_data()), lb, ignore_index,
-                   static_cast<const float*>(grad_losses.raw_data()), static_cast<float*>(grad_logits.raw_data()), n, c);
+                   static_cast<const float*>(grad_losses.raw_data()), static_cast<float*>(grad_logits.raw_data()), n,
+                   c);
   else
     backward_typed(static_cast<const double*>(logits.raw_data()), lb, ignore_index,
                    static_cast<const double*>(grad_losses.raw_data()), static_cast<double*>(grad_logits.raw_data()), n,

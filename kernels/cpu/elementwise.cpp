@@ -29,22 +29,38 @@ inline T gelu_tanh_grad(T x) {
 template <class T>
 inline T apply_unary(UnaryOp op, T x, T a) {
   switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Exp: return std::exp(x);
-    case UnaryOp::Log: return std::log(x);
-    case UnaryOp::Sqrt: return std::sqrt(x);
-    case UnaryOp::Rsqrt: return static_cast<T>(1) / std::sqrt(x);
-    case UnaryOp::Tanh: return std::tanh(x);
-    case UnaryOp::Sigmoid: return static_cast<T>(1) / (static_cast<T>(1) + std::exp(-x));
-    case UnaryOp::Relu: return x > 0 ? x : static_cast<T>(0);
-    case UnaryOp::Gelu: return gelu_tanh(x);
-    case UnaryOp::Abs: return std::abs(x);
-    case UnaryOp::Sign: return static_cast<T>((x > 0) - (x < 0));
-    case UnaryOp::AddScalar: return x + a;
-    case UnaryOp::MulScalar: return x * a;
-    case UnaryOp::PowScalar: return a == static_cast<T>(2) ? x * x : std::pow(x, a);
-    case UnaryOp::RSubScalar: return a - x;
-    case UnaryOp::RDivScalar: return a / x;
+    case UnaryOp::Neg:
+      return -x;
+    case UnaryOp::Exp:
+      return std::exp(x);
+    case UnaryOp::Log:
+      return std::log(x);
+    case UnaryOp::Sqrt:
+      return std::sqrt(x);
+    case UnaryOp::Rsqrt:
+      return static_cast<T>(1) / std::sqrt(x);
+    case UnaryOp::Tanh:
+      return std::tanh(x);
+    case UnaryOp::Sigmoid:
+      return static_cast<T>(1) / (static_cast<T>(1) + std::exp(-x));
+    case UnaryOp::Relu:
+      return x > 0 ? x : static_cast<T>(0);
+    case UnaryOp::Gelu:
+      return gelu_tanh(x);
+    case UnaryOp::Abs:
+      return std::abs(x);
+    case UnaryOp::Sign:
+      return static_cast<T>((x > 0) - (x < 0));
+    case UnaryOp::AddScalar:
+      return x + a;
+    case UnaryOp::MulScalar:
+      return x * a;
+    case UnaryOp::PowScalar:
+      return a == static_cast<T>(2) ? x * x : std::pow(x, a);
+    case UnaryOp::RSubScalar:
+      return a - x;
+    case UnaryOp::RDivScalar:
+      return a / x;
   }
   return x;
 }
@@ -52,22 +68,38 @@ inline T apply_unary(UnaryOp op, T x, T a) {
 template <class T>
 inline T apply_binary(BinaryOp op, T x, T y, T a) {
   switch (op) {
-    case BinaryOp::Add: return x + y;
-    case BinaryOp::Sub: return x - y;
-    case BinaryOp::Mul: return x * y;
-    case BinaryOp::Div: return x / y;
-    case BinaryOp::Pow: return std::pow(x, y);
-    case BinaryOp::Maximum: return x >= y ? x : y;
-    case BinaryOp::Minimum: return x <= y ? x : y;
-    case BinaryOp::Eq: return static_cast<T>(x == y);
-    case BinaryOp::Ne: return static_cast<T>(x != y);
-    case BinaryOp::Lt: return static_cast<T>(x < y);
-    case BinaryOp::Le: return static_cast<T>(x <= y);
-    case BinaryOp::Gt: return static_cast<T>(x > y);
-    case BinaryOp::Ge: return static_cast<T>(x >= y);
-    case BinaryOp::MaskedFill: return y != static_cast<T>(0) ? a : x;
-    case BinaryOp::ReluBackward: return x > 0 ? y : static_cast<T>(0);
-    case BinaryOp::GeluBackward: return y * gelu_tanh_grad(x);
+    case BinaryOp::Add:
+      return x + y;
+    case BinaryOp::Sub:
+      return x - y;
+    case BinaryOp::Mul:
+      return x * y;
+    case BinaryOp::Div:
+      return x / y;
+    case BinaryOp::Pow:
+      return std::pow(x, y);
+    case BinaryOp::Maximum:
+      return x >= y ? x : y;
+    case BinaryOp::Minimum:
+      return x <= y ? x : y;
+    case BinaryOp::Eq:
+      return static_cast<T>(x == y);
+    case BinaryOp::Ne:
+      return static_cast<T>(x != y);
+    case BinaryOp::Lt:
+      return static_cast<T>(x < y);
+    case BinaryOp::Le:
+      return static_cast<T>(x <= y);
+    case BinaryOp::Gt:
+      return static_cast<T>(x > y);
+    case BinaryOp::Ge:
+      return static_cast<T>(x >= y);
+    case BinaryOp::MaskedFill:
+      return y != static_cast<T>(0) ? a : x;
+    case BinaryOp::ReluBackward:
+      return x > 0 ? y : static_cast<T>(0);
+    case BinaryOp::GeluBackward:
+      return y * gelu_tanh_grad(x);
   }
   return x;
 }
@@ -124,10 +156,12 @@ template <class T>
 void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, T a) {
   switch (op) {
 #define LR_CASE(name) \
-  case UnaryOp::name: return unary_loop<T, UnaryOp::name>(x, out, a);
-    LR_CASE(Neg) LR_CASE(Exp) LR_CASE(Log) LR_CASE(Sqrt) LR_CASE(Rsqrt) LR_CASE(Tanh) LR_CASE(Sigmoid)
-    LR_CASE(Relu) LR_CASE(Gelu) LR_CASE(Abs) LR_CASE(Sign) LR_CASE(AddScalar) LR_CASE(MulScalar)
-    LR_CASE(PowScalar) LR_CASE(RSubScalar) LR_CASE(RDivScalar)
+  case UnaryOp::name: \
+    return unary_loop<T, UnaryOp::name>(x, out, a);
+    LR_CASE(Neg)
+    LR_CASE(Exp) LR_CASE(Log) LR_CASE(Sqrt) LR_CASE(Rsqrt) LR_CASE(Tanh) LR_CASE(Sigmoid) LR_CASE(Relu) LR_CASE(Gelu)
+        LR_CASE(Abs) LR_CASE(Sign) LR_CASE(AddScalar) LR_CASE(MulScalar) LR_CASE(PowScalar) LR_CASE(RSubScalar)
+            LR_CASE(RDivScalar)
 #undef LR_CASE
   }
 }
@@ -135,11 +169,12 @@ void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, T a) {
 template <class T>
 void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out, T a) {
   switch (op) {
-#define LR_CASE(name) \
-  case BinaryOp::name: return binary_loop<T, BinaryOp::name>(x, y, out, a);
-    LR_CASE(Add) LR_CASE(Sub) LR_CASE(Mul) LR_CASE(Div) LR_CASE(Pow) LR_CASE(Maximum) LR_CASE(Minimum)
-    LR_CASE(Eq) LR_CASE(Ne) LR_CASE(Lt) LR_CASE(Le) LR_CASE(Gt) LR_CASE(Ge) LR_CASE(MaskedFill)
-    LR_CASE(ReluBackward) LR_CASE(GeluBackward)
+#define LR_CASE(name)  \
+  case BinaryOp::name: \
+    return binary_loop<T, BinaryOp::name>(x, y, out, a);
+    LR_CASE(Add)
+    LR_CASE(Sub) LR_CASE(Mul) LR_CASE(Div) LR_CASE(Pow) LR_CASE(Maximum) LR_CASE(Minimum) LR_CASE(Eq) LR_CASE(Ne)
+        LR_CASE(Lt) LR_CASE(Le) LR_CASE(Gt) LR_CASE(Ge) LR_CASE(MaskedFill) LR_CASE(ReluBackward) LR_CASE(GeluBackward)
 #undef LR_CASE
   }
 }
@@ -165,12 +200,18 @@ void copy_loop(const Tensor& src, const Tensor& dst) {
 template <class F>
 void visit_dtype(DType t, F&& f) {
   switch (t) {
-    case DType::F32: return f(float{});
-    case DType::F64: return f(double{});
-    case DType::I64: return f(int64_t{});
-    case DType::I32: return f(int32_t{});
-    case DType::U8: return f(uint8_t{});
-    default: LR_FAIL("CPU kernels do not handle dtype {}", dtype_name(t));
+    case DType::F32:
+      return f(float{});
+    case DType::F64:
+      return f(double{});
+    case DType::I64:
+      return f(int64_t{});
+    case DType::I32:
+      return f(int32_t{});
+    case DType::U8:
+      return f(uint8_t{});
+    default:
+      LR_FAIL("CPU kernels do not handle dtype {}", dtype_name(t));
   }
 }
 

@@ -35,9 +35,8 @@ void fill_block(RandomKind kind, uint64_t seed, uint64_t offset, uint64_t c, int
 template <class T>
 void fill(RandomKind kind, uint64_t seed, uint64_t offset, int64_t n, T* p) {
   const int64_t blocks = (n + 3) / 4;
-  parallel_for(blocks, n >= kParallelMinElems, [&](int64_t c) {
-    fill_block(kind, seed, offset, static_cast<uint64_t>(c), n, p);
-  });
+  parallel_for(blocks, n >= kParallelMinElems,
+               [&](int64_t c) { fill_block(kind, seed, offset, static_cast<uint64_t>(c), n, p); });
 }
 
 }  // namespace

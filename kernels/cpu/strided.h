@@ -45,7 +45,7 @@ class DimVec {
 
 template <size_t N>
 struct StridedLoop {
-  DimVec shape;                  // coalesced, at least one axis
+  DimVec shape;                   // coalesced, at least one axis
   std::array<DimVec, N> strides;  // in elements, per operand
 };
 

@@ -35,14 +35,17 @@ struct GradcheckOptions {
 using GradcheckFn = std::function<Tensor(const std::vector<Tensor>&)>;
 
 // Standard-normal f64 tensor from `seed` (a shorthand for test inputs).
-inline Tensor random_f64(const Shape& shape, uint64_t seed) { return randn(shape, seed, 0, DType::F64); }
+inline Tensor random_f64(const Shape& shape, uint64_t seed) {
+  return randn(shape, seed, 0, DType::F64);
+}
 
 inline ::testing::AssertionResult gradcheck(const GradcheckFn& f, std::vector<Tensor> inputs,
                                             const GradcheckOptions& opt = {}) {
   std::vector<bool> checked(inputs.size(), false);
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].defined() || inputs[i].dtype() != DType::F64) continue;
-    if (!inputs[i].device().is_cpu()) return ::testing::AssertionFailure() << "gradcheck: input " << i << " is not on the CPU";
+    if (!inputs[i].device().is_cpu())
+      return ::testing::AssertionFailure() << "gradcheck: input " << i << " is not on the CPU";
     // A fresh leaf handle on the same storage: the caller's tensor keeps no grad or history.
     inputs[i] = inputs[i].detach();
     inputs[i].requires_grad_();
@@ -101,8 +104,8 @@ inline ::testing::AssertionResult gradcheck(const GradcheckFn& f, std::vector<Te
   }
   if (compared == 0) return ::testing::AssertionFailure() << "gradcheck: no f64 input to check";
   if (bad > 0)
-    return ::testing::AssertionFailure() << "gradcheck: " << bad << " of " << compared
-                                         << " gradient elements differ" << report.str();
+    return ::testing::AssertionFailure() << "gradcheck: " << bad << " of " << compared << " gradient elements differ"
+                                         << report.str();
   return ::testing::AssertionSuccess();
 }
 

@@ -71,10 +71,11 @@ TEST_P(LoraFusedVsUnfused, ForwardAndBackwardMatch) {
 }
 
 // Ranks 1, 5, 64, 80 and batch sizes not divisible by any tile size.
-INSTANTIATE_TEST_SUITE_P(Shapes, LoraFusedVsUnfused,
-                         ::testing::Values(LoraCase{1, 128, 128, 1, true, false}, LoraCase{37, 128, 128, 5, true, false},
-                                           LoraCase{33, 96, 80, 64, false, false}, LoraCase{129, 128, 128, 80, true, true},
-                                           LoraCase{7, 784, 128, 8, true, true}, LoraCase{65, 130, 70, 5, false, true}));
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, LoraFusedVsUnfused,
+    ::testing::Values(LoraCase{1, 128, 128, 1, true, false}, LoraCase{37, 128, 128, 5, true, false},
+                      LoraCase{33, 96, 80, 64, false, false}, LoraCase{129, 128, 128, 80, true, true},
+                      LoraCase{7, 784, 128, 8, true, true}, LoraCase{65, 130, 70, 5, false, true}));
 
 TEST(LoraOp, LeadingAxesAndF64) {
   Tensor x = randn({2, 3, 6}, 1, 0, DType::F64), w = randn({4, 6}, 1, 100, DType::F64);
@@ -103,10 +104,16 @@ TEST(LoraOp, BadShapesNameTheProblem) {
   };
   expect_msg([&] { lora_linear(x, w, Tensor(), Tensor::zeros({2, 9}), Tensor::zeros({6, 2}), 1, 1); }, "A [2, 9]");
   expect_msg([&] { lora_linear(x, w, Tensor(), Tensor::zeros({2, 8}), Tensor::zeros({6, 3}), 1, 1); }, "B [6, 3]");
-  expect_msg([&] { lora_linear(Tensor::zeros({4, 7}), w, Tensor(), Tensor::zeros({2, 8}), Tensor::zeros({6, 2}), 1, 1); },
-             "x [4, 7]");
-  expect_msg([&] { lora_linear(x, w, Tensor::zeros({5}), Tensor::zeros({2, 8}), Tensor::zeros({6, 2}), 1, 1); },
-             "bias [5]");
+  expect_msg(
+      [&] {
+        lora_linear(Tensor::zeros({4, 7}), w, Tensor(), Tensor::zeros({2, 8}), Tensor::zeros({6, 2}), 1, 1);
+      },
+      "x [4, 7]");
+  expect_msg(
+      [&] {
+        lora_linear(x, w, Tensor::zeros({5}), Tensor::zeros({2, 8}), Tensor::zeros({6, 2}), 1, 1);
+      },
+      "bias [5]");
   expect_msg([&] { lora_linear(x, w, Tensor(), Tensor::zeros({0, 8}), Tensor::zeros({6, 0}), 1, 1); }, "rank");
 }
 

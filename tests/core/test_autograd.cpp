@@ -12,7 +12,9 @@ using lowrank::testing::throws_with;
 using lowrank::testing::values_near;
 
 namespace {
-Tensor leaf(const std::vector<double>& v, const Shape& s) { return Tensor::from_vector(v, s).requires_grad_(); }
+Tensor leaf(const std::vector<double>& v, const Shape& s) {
+  return Tensor::from_vector(v, s).requires_grad_();
+}
 }  // namespace
 
 TEST(Autograd, GradientsAccumulateAcrossBackwardCalls) {

@@ -104,17 +104,23 @@ TEST(Einsum, InvalidEquationsNameTheProblemAndTheEquation) {
   Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({3, 4});
   EXPECT_TRUE(throws_with([&] { einsum("ij->ij", a, b); }, {"einsum", "\"ij->ij\"", "1 operand", "exactly 2"}));
   EXPECT_TRUE(throws_with([&] { einsum("ij,jk,kl->il", a, b); }, {"einsum", "3 operand", "exactly 2"}));
-  EXPECT_TRUE(throws_with([&] { einsum("ijk,jk->ik", a, b); }, {"einsum", "operand 0", "3 indices", "[2, 3]", "rank 2"}));
+  EXPECT_TRUE(
+      throws_with([&] { einsum("ijk,jk->ik", a, b); }, {"einsum", "operand 0", "3 indices", "[2, 3]", "rank 2"}));
   EXPECT_TRUE(throws_with([&] { einsum("ij,jk->iz", a, b); }, {"einsum", "output index 'z'", "\"ij,jk->iz\""}));
-  EXPECT_TRUE(throws_with([&] { einsum("ii,jk->ik", Tensor::zeros({3, 3}), b); },
-                          {"einsum", "'i' repeats", "\"ii,jk->ik\""}));
+  EXPECT_TRUE(throws_with(
+      [&] {
+        einsum("ii,jk->ik", Tensor::zeros({3, 3}), b);
+      },
+      {"einsum", "'i' repeats", "\"ii,jk->ik\""}));
   EXPECT_TRUE(throws_with([&] { einsum("ij,jk->ii", a, b); }, {"einsum", "'i' repeats", "output"}));
-  EXPECT_TRUE(throws_with([&] { einsum("ij,ik->jk", a, b); },
-                          {"einsum", "index 'i'", "size 2", "3", "\"ij,ik->jk\""}));
+  EXPECT_TRUE(throws_with([&] { einsum("ij,ik->jk", a, b); }, {"einsum", "index 'i'", "size 2", "3", "\"ij,ik->jk\""}));
   EXPECT_TRUE(throws_with([&] { einsum("i1,jk->ik", a, b); }, {"einsum", "invalid character '1'", "\"i1,jk->ik\""}));
   EXPECT_TRUE(throws_with([&] { einsum("ij,jk->i-k", a, b); }, {"einsum", "invalid character '-'"}));
   EXPECT_TRUE(throws_with([&] { einsum("...j,jk->...k", a, b); }, {"einsum", "ellipsis", "not supported"}));
   EXPECT_TRUE(throws_with([&] { einsum("ij,jk->ik->i", a, b); }, {"einsum", "more than one '->'"}));
-  EXPECT_TRUE(throws_with([&] { einsum("ij,jk->ik", a, Tensor::zeros({3, 4}, DType::F64)); },
-                          {"einsum", "dtype mismatch", "f32", "f64"}));
+  EXPECT_TRUE(throws_with(
+      [&] {
+        einsum("ij,jk->ik", a, Tensor::zeros({3, 4}, DType::F64));
+      },
+      {"einsum", "dtype mismatch", "f32", "f64"}));
 }

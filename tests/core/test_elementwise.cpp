@@ -22,7 +22,9 @@ class Elementwise : public ::testing::TestWithParam<DType> {
   Tensor vec(const std::vector<double>& v, const Shape& s) const { return Tensor::from_vector(v, s).to(dt()); }
 };
 
-double gelu_ref(double x) { return 0.5 * x * (1 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
+double gelu_ref(double x) {
+  return 0.5 * x * (1 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+}
 
 }  // namespace
 
@@ -115,9 +117,9 @@ TEST_P(Elementwise, NonContiguousInputsMatchHostLoop) {
   // 37 x 13 is odd in both axes; views are transposed, sliced with a step and expanded.
   Tensor base = randn({37, 13}, 7, 0, dt());
   Tensor other = randn({13, 37}, 8, 0, dt());
-  Tensor t = base.mT();                               // [13, 37] transposed
+  Tensor t = base.mT();                                                          // [13, 37] transposed
   Tensor s = randn({26, 74}, 9, 0, dt()).slice(0, 0, 26, 2).slice(1, 1, 74, 2);  // [13, 37] stepped
-  Tensor e = randn({37}, 10, 0, dt()).expand({13, 37});  // expanded rows
+  Tensor e = randn({37}, 10, 0, dt()).expand({13, 37});                          // expanded rows
   const double tol = tol_for(dt());
   std::vector<double> vt = strided_values(t), vs = strided_values(s), ve = strided_values(e),
                       vo = other.to_vector<double>();

@@ -15,8 +15,11 @@ TEST(Errors, ShapeMismatches) {
   EXPECT_TRUE(throws_with([&] { maximum(a, b); }, {"maximum", "[2, 3]", "[4]"}));
   EXPECT_TRUE(throws_with([&] { matmul(a, Tensor::zeros({4, 5})); }, {"matmul", "[2, 3]", "[4, 5]"}));
   EXPECT_TRUE(throws_with([&] { matmul(a, b); }, {"matmul", "at least 2 axes", "[4]"}));
-  EXPECT_TRUE(throws_with([&] { matmul(Tensor::zeros({2, 2, 3}), Tensor::zeros({3, 3, 1})); },
-                          {"matmul", "[2]", "[3]", "broadcast"}));
+  EXPECT_TRUE(throws_with(
+      [&] {
+        matmul(Tensor::zeros({2, 2, 3}), Tensor::zeros({3, 3, 1}));
+      },
+      {"matmul", "[2]", "[3]", "broadcast"}));
   EXPECT_TRUE(throws_with([&] { a.reshape({4, 2}); }, {"reshape", "[2, 3]", "[4, 2]"}));
   EXPECT_TRUE(throws_with([&] { a.reshape({-1, -1}); }, {"reshape", "more than one -1"}));
   EXPECT_TRUE(throws_with([&] { a.expand({3, 3}); }, {"expand", "[2, 3]", "[3, 3]"}));
@@ -40,8 +43,11 @@ TEST(Errors, DtypeMismatches) {
   EXPECT_TRUE(throws_with([&] { f.data<double>(); }, {"data", "f64", "f32"}));
   EXPECT_TRUE(throws_with([&] { embedding(Tensor::zeros({3, 2}), f); }, {"embedding", "int64", "f32"}));
   EXPECT_TRUE(throws_with([&] { cross_entropy(Tensor::zeros({2, 3}), f); }, {"cross_entropy", "int64", "f32"}));
-  EXPECT_TRUE(throws_with([&] { layer_norm(Tensor::zeros({2, 3}), Tensor::ones({3}, DType::F64), Tensor()); },
-                          {"layer_norm", "dtype mismatch"}));
+  EXPECT_TRUE(throws_with(
+      [&] {
+        layer_norm(Tensor::zeros({2, 3}), Tensor::ones({3}, DType::F64), Tensor());
+      },
+      {"layer_norm", "dtype mismatch"}));
   EXPECT_TRUE(throws_with([&] { rand({2}, 1, 0, DType::I64); }, {"rand", "f32 or f64", "i64"}));
 }
 
@@ -50,8 +56,11 @@ TEST(Errors, Devices) {
     Tensor c = Tensor::zeros({2}), g = Tensor::zeros({2}, DType::F32, Device::cuda());
     EXPECT_TRUE(throws_with([&] { add(c, g); }, {"add", "device mismatch", "cpu", "cuda:0"}));
     EXPECT_TRUE(throws_with([&] { matmul(c.reshape({1, 2}), g.reshape({2, 1})); }, {"matmul", "device mismatch"}));
-    EXPECT_TRUE(throws_with([&] { embedding(c.reshape({2, 1}), Tensor::zeros({1}, DType::I64, Device::cuda())); },
-                            {"embedding", "cpu", "cuda:0"}));
+    EXPECT_TRUE(throws_with(
+        [&] {
+          embedding(c.reshape({2, 1}), Tensor::zeros({1}, DType::I64, Device::cuda()));
+        },
+        {"embedding", "cpu", "cuda:0"}));
   } else {
     // Without a GPU, asking for one is the user error.
     EXPECT_TRUE(throws_with([&] { Tensor::zeros({2}, DType::F32, Device::cuda()); }, {"cuda:0"}));
@@ -82,15 +91,21 @@ TEST(Errors, NnOpInputs) {
   EXPECT_TRUE(throws_with([&] { cross_entropy(logits, Tensor::zeros({3}, DType::I64)); },
                           {"cross_entropy", "labels [3]", "logits [4, 5]"}));
   Tensor bad = Tensor::from_vector(std::vector<int64_t>{0, 1, 5, 2}, {4});
-  EXPECT_TRUE(throws_with([&] { cross_entropy(logits, bad); }, {"cross_entropy", "label 5", "position 2", "5 classes"}));
+  EXPECT_TRUE(
+      throws_with([&] { cross_entropy(logits, bad); }, {"cross_entropy", "label 5", "position 2", "5 classes"}));
   Tensor neg = Tensor::from_vector(std::vector<int64_t>{0, -1, 1, 2}, {4});
   EXPECT_TRUE(throws_with([&] { cross_entropy(logits, neg); }, {"cross_entropy", "label -1", "ignore_index -100"}));
-  EXPECT_TRUE(throws_with([&] { layer_norm(logits, Tensor::ones({4}), Tensor()); }, {"layer_norm", "weight [4]", "[5]"}));
+  EXPECT_TRUE(
+      throws_with([&] { layer_norm(logits, Tensor::ones({4}), Tensor()); }, {"layer_norm", "weight [4]", "[5]"}));
   EXPECT_TRUE(throws_with([&] { layer_norm(logits, Tensor(), Tensor::ones({5, 1})); }, {"layer_norm", "bias [5, 1]"}));
   EXPECT_TRUE(throws_with([&] { embedding(Tensor::zeros({3}), Tensor::zeros({1}, DType::I64)); },
                           {"embedding", "[vocab, dim]", "[3]"}));
   Tensor ids = Tensor::from_vector(std::vector<int64_t>{0, 2, 7}, {3});
-  EXPECT_TRUE(throws_with([&] { embedding(Tensor::zeros({4, 2}), ids); }, {"embedding", "id 7", "position 2", "vocabulary of 4"}));
+  EXPECT_TRUE(throws_with(
+      [&] {
+        embedding(Tensor::zeros({4, 2}), ids);
+      },
+      {"embedding", "id 7", "position 2", "vocabulary of 4"}));
   EXPECT_TRUE(throws_with([&] { set_num_threads(-1); }, {"set_num_threads", "-1"}));
 }
 

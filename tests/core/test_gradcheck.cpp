@@ -65,9 +65,9 @@ TEST(Gradcheck, BinaryOpsWithBroadcasting) {
 TEST(Gradcheck, ScalarForms) {
   Tensor a = positive_f64({2, 3}, 1);
   const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> ops{
-      {"add", [](const Tensor& x) { return add(x, 1.5); }},  {"sub", [](const Tensor& x) { return sub(x, 0.5); }},
-      {"mul", [](const Tensor& x) { return mul(x, -3.0); }}, {"div", [](const Tensor& x) { return div(x, 4.0); }},
-      {"pow", [](const Tensor& x) { return pow(x, 2.5); }},  {"pow2", [](const Tensor& x) { return pow(x, 2.0); }},
+      {"add", [](const Tensor& x) { return add(x, 1.5); }},   {"sub", [](const Tensor& x) { return sub(x, 0.5); }},
+      {"mul", [](const Tensor& x) { return mul(x, -3.0); }},  {"div", [](const Tensor& x) { return div(x, 4.0); }},
+      {"pow", [](const Tensor& x) { return pow(x, 2.5); }},   {"pow2", [](const Tensor& x) { return pow(x, 2.0); }},
       {"rsub", [](const Tensor& x) { return rsub(2.0, x); }}, {"rdiv", [](const Tensor& x) { return rdiv(3.0, x); }},
   };
   for (auto& [name, op] : ops) EXPECT_TRUE(gradcheck([&](const Inputs& x) { return op(x[0]); }, {a})) << name;
@@ -76,9 +76,9 @@ TEST(Gradcheck, ScalarForms) {
 TEST(Gradcheck, UnaryOps) {
   ShapeGen g;
   const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> any_sign{
-      {"neg", [](const Tensor& x) { return neg(x); }},         {"exp", [](const Tensor& x) { return exp(x); }},
-      {"tanh", [](const Tensor& x) { return tanh(x); }},       {"sigmoid", [](const Tensor& x) { return sigmoid(x); }},
-      {"relu", [](const Tensor& x) { return relu(x); }},       {"gelu", [](const Tensor& x) { return gelu(x); }},
+      {"neg", [](const Tensor& x) { return neg(x); }},   {"exp", [](const Tensor& x) { return exp(x); }},
+      {"tanh", [](const Tensor& x) { return tanh(x); }}, {"sigmoid", [](const Tensor& x) { return sigmoid(x); }},
+      {"relu", [](const Tensor& x) { return relu(x); }}, {"gelu", [](const Tensor& x) { return gelu(x); }},
       {"abs", [](const Tensor& x) { return abs(x); }},
   };
   const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> positive{
@@ -121,11 +121,13 @@ TEST(Gradcheck, Reductions) {
 }
 
 TEST(Gradcheck, MatmulShapesAndViews) {
-  EXPECT_TRUE(gradcheck([](const Inputs& v) { return matmul(v[0], v[1]); }, {random_f64({3, 4}, 1), random_f64({4, 2}, 2)}));
+  EXPECT_TRUE(
+      gradcheck([](const Inputs& v) { return matmul(v[0], v[1]); }, {random_f64({3, 4}, 1), random_f64({4, 2}, 2)}));
   // Batched with broadcast batch axes, and a 2-D weight folded over a batch.
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return matmul(v[0], v[1]); },
                         {random_f64({2, 1, 3, 4}, 3), random_f64({3, 4, 2}, 4)}));
-  EXPECT_TRUE(gradcheck([](const Inputs& v) { return matmul(v[0], v[1]); }, {random_f64({2, 3, 4}, 5), random_f64({4, 5}, 6)}));
+  EXPECT_TRUE(
+      gradcheck([](const Inputs& v) { return matmul(v[0], v[1]); }, {random_f64({2, 3, 4}, 5), random_f64({4, 5}, 6)}));
   // Transposed operands reach the GEMM as flags; a transposed leaf and a sliced leaf.
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return matmul(v[0].mT(), v[1].mT()); },
                         {random_f64({4, 3}, 7), random_f64({2, 4}, 8)}));
@@ -135,36 +137,55 @@ TEST(Gradcheck, MatmulShapesAndViews) {
 
 TEST(Gradcheck, Einsum) {
   const std::vector<std::tuple<std::string, Shape, Shape>> cases{
-      {"abc,cd->abd", {2, 3, 4}, {4, 2}},     {"abc,cde->abde", {2, 2, 3}, {3, 2, 2}},
+      {"abc,cd->abd", {2, 3, 4}, {4, 2}},         {"abc,cde->abde", {2, 2, 3}, {3, 2, 2}},
       {"abcd,cde->abe", {2, 2, 3, 2}, {3, 2, 2}}, {"bij,bjk->bik", {2, 2, 3}, {2, 3, 2}},
-      {"abc,cd->ad", {2, 3, 2}, {2, 3}},      {"i,j->ij", {3}, {2}},
+      {"abc,cd->ad", {2, 3, 2}, {2, 3}},          {"i,j->ij", {3}, {2}},
       {"hbi,ibj->bhj", {2, 2, 3}, {3, 2, 2}},
   };
   for (auto& [eq, sa, sb] : cases)
-    EXPECT_TRUE(gradcheck([&](const Inputs& v) { return einsum(eq, v[0], v[1]); }, {random_f64(sa, 11), random_f64(sb, 12)}))
+    EXPECT_TRUE(
+        gradcheck([&](const Inputs& v) { return einsum(eq, v[0], v[1]); }, {random_f64(sa, 11), random_f64(sb, 12)}))
         << eq;
 }
 
 TEST(Gradcheck, ViewOps) {
   Tensor x = random_f64({2, 3, 4}, 21);
   const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> views{
-      {"reshape", [](const Tensor& t) { return reshape(t, {4, 6}); }},
+      {"reshape",
+       [](const Tensor& t) {
+         return reshape(t, {4, 6});
+       }},
       {"reshape-copy", [](const Tensor& t) { return t.mT().reshape({-1}); }},
-      {"view", [](const Tensor& t) { return t.view({6, 4}); }},
-      {"permute", [](const Tensor& t) { return permute(t, {2, 0, 1}); }},
+      {"view",
+       [](const Tensor& t) {
+         return t.view({6, 4});
+       }},
+      {"permute",
+       [](const Tensor& t) {
+         return permute(t, {2, 0, 1});
+       }},
       {"transpose", [](const Tensor& t) { return t.transpose(0, 2); }},
       {"mT", [](const Tensor& t) { return t.mT(); }},
       {"slice-step", [](const Tensor& t) { return t.slice(2, 1, 4, 2); }},
       {"narrow", [](const Tensor& t) { return t.narrow(1, 1, 2); }},
       {"select", [](const Tensor& t) { return t.select(1, -1); }},
-      {"expand", [](const Tensor& t) { return t.unsqueeze(1).expand({2, 5, 3, 4}); }},
-      {"expand-size1", [](const Tensor& t) { return t.slice(1, 0, 1).expand({2, 3, 4}); }},
+      {"expand",
+       [](const Tensor& t) {
+         return t.unsqueeze(1).expand({2, 5, 3, 4});
+       }},
+      {"expand-size1",
+       [](const Tensor& t) {
+         return t.slice(1, 0, 1).expand({2, 3, 4});
+       }},
       {"squeeze", [](const Tensor& t) { return t.slice(0, 1, 2).squeeze(0); }},
       {"flatten", [](const Tensor& t) { return t.flatten(1); }},
       {"contiguous", [](const Tensor& t) { return t.mT().contiguous(); }},
       {"clone", [](const Tensor& t) { return t.clone(); }},
       {"to-f64", [](const Tensor& t) { return t.to(DType::F64); }},
-      {"chained", [](const Tensor& t) { return t.permute({1, 2, 0}).slice(0, 0, 3, 2).reshape({2, 8}).mT(); }},
+      {"chained",
+       [](const Tensor& t) {
+         return t.permute({1, 2, 0}).slice(0, 0, 3, 2).reshape({2, 8}).mT();
+       }},
   };
   for (auto& [name, op] : views) EXPECT_TRUE(gradcheck([&](const Inputs& v) { return op(v[0]); }, {x})) << name;
   // A strided leaf (a transposed, stepped view of a larger tensor).
@@ -176,14 +197,18 @@ TEST(Gradcheck, ConcatSplitChunk) {
   Tensor a = random_f64({2, 3}, 31), b = random_f64({2, 1}, 32), c = random_f64({2, 2}, 33);
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return concat({v[0], v[1], v[2]}, 1); }, {a, b, c}));
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return concat({v[0], v[0].mT().mT()}, 0); }, {a}));
-  EXPECT_TRUE(gradcheck([](const Inputs& v) {
-    auto parts = split(v[0], {1, 2}, 1);
-    return mul(parts[0], sum(parts[1], {1}, true));
-  }, {a}));
-  EXPECT_TRUE(gradcheck([](const Inputs& v) {
-    auto parts = chunk(v[0], 2, 1);
-    return sub(parts[0], mul(parts[1], 2.0));
-  }, {random_f64({3, 4}, 34)}));
+  EXPECT_TRUE(gradcheck(
+      [](const Inputs& v) {
+        auto parts = split(v[0], {1, 2}, 1);
+        return mul(parts[0], sum(parts[1], {1}, true));
+      },
+      {a}));
+  EXPECT_TRUE(gradcheck(
+      [](const Inputs& v) {
+        auto parts = chunk(v[0], 2, 1);
+        return sub(parts[0], mul(parts[1], 2.0));
+      },
+      {random_f64({3, 4}, 34)}));
 }
 
 TEST(Gradcheck, SoftmaxLogSoftmaxEveryAxis) {
@@ -220,10 +245,12 @@ TEST(Gradcheck, EmbeddingAndDropout) {
 TEST(Gradcheck, CompositeGraphWithReuse) {
   // A two-layer MLP with a shared input: exercises accumulation of several paths.
   Tensor x = random_f64({3, 4}, 81), w1 = random_f64({4, 5}, 82), b1 = random_f64({5}, 83), w2 = random_f64({5, 2}, 84);
-  EXPECT_TRUE(gradcheck([](const Inputs& v) {
-    Tensor h = tanh(add(matmul(v[0], v[1]), v[2]));
-    return add(matmul(h, v[3]), mean(v[0], {1}, true));
-  }, {x, w1, b1, w2}));
+  EXPECT_TRUE(gradcheck(
+      [](const Inputs& v) {
+        Tensor h = tanh(add(matmul(v[0], v[1]), v[2]));
+        return add(matmul(h, v[3]), mean(v[0], {1}, true));
+      },
+      {x, w1, b1, w2}));
 }
 
 TEST(Gradcheck, HelperCatchesAWrongGradient) {

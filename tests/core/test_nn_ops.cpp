@@ -123,11 +123,13 @@ TEST_P(NnOps, LayerNormHandWorked) {
   const double eps = 1e-5, t = tol_for(dt());
   Tensor x = vec({1, 2, 3, 4, 2, 2, 2, 2}, {2, 4});
   const double r = 1 / std::sqrt(1.25 + eps);  // mean 2.5, variance 1.25
-  EXPECT_TRUE(values_near(layer_norm(x, Tensor(), Tensor(), eps), {-1.5 * r, -0.5 * r, 0.5 * r, 1.5 * r, 0, 0, 0, 0}, t));
+  EXPECT_TRUE(
+      values_near(layer_norm(x, Tensor(), Tensor(), eps), {-1.5 * r, -0.5 * r, 0.5 * r, 1.5 * r, 0, 0, 0, 0}, t));
   Tensor w = vec({1, 2, 3, 4}, {4}), b = vec({0, 1, 0, -1}, {4});
   EXPECT_TRUE(values_near(layer_norm(x, w, b, eps), {-1.5 * r, -1 * r + 1, 1.5 * r, 6 * r - 1, 0, 1, 0, -1}, t));
   EXPECT_TRUE(values_near(layer_norm(x, w, Tensor(), eps), {-1.5 * r, -1 * r, 1.5 * r, 6 * r, 0, 0, 0, 0}, t));
-  EXPECT_TRUE(values_near(layer_norm(x, Tensor(), b, eps), {-1.5 * r, -0.5 * r + 1, 0.5 * r, 1.5 * r - 1, 0, 1, 0, -1}, t));
+  EXPECT_TRUE(
+      values_near(layer_norm(x, Tensor(), b, eps), {-1.5 * r, -0.5 * r + 1, 0.5 * r, 1.5 * r - 1, 0, 1, 0, -1}, t));
 }
 
 TEST_P(NnOps, LayerNormOfViewMatchesHostLoop) {

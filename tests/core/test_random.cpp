@@ -19,9 +19,13 @@ TEST(Philox, Random123KnownAnswers) {
   };
   const Kat kats[] = {
       {{{0, 0, 0, 0}}, 0, 0, {{0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}}},
-      {{{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}}, 0xffffffffu, 0xffffffffu,
+      {{{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}},
+       0xffffffffu,
+       0xffffffffu,
        {{0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}}},
-      {{{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}}, 0xa4093822u, 0x299f31d0u,
+      {{{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}},
+       0xa4093822u,
+       0x299f31d0u,
        {{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}}},
   };
   for (const Kat& k : kats) {
@@ -33,7 +37,8 @@ TEST(Philox, Random123KnownAnswers) {
   EXPECT_EQ(zero.v[0], 0x6627e8d5u);
   EXPECT_EQ(zero.v[3], 0x9b00dbd8u);
   const uint64_t c = 0x0123456789abcdefull, s = 0xfedcba9876543210ull;
-  Philox4 a = philox4x32_10(c, s), b = philox4x32_10_block({{0x89abcdefu, 0x01234567u, 0, 0}}, 0x76543210u, 0xfedcba98u);
+  Philox4 a = philox4x32_10(c, s),
+          b = philox4x32_10_block({{0x89abcdefu, 0x01234567u, 0, 0}}, 0x76543210u, 0xfedcba98u);
   for (int i = 0; i < 4; ++i) EXPECT_EQ(a.v[i], b.v[i]);
 }
 
@@ -52,7 +57,8 @@ TEST(Philox, TensorElementsFollowTheCounterLayout) {
   std::vector<double> z = randn({11}, seed, offset, DType::F64).to_vector<double>();
   for (uint64_t i = 0; i < 11; ++i) EXPECT_EQ(z[i], philox_normal(seed, offset, i)) << i;
   std::vector<double> zl = randn({70001}, 3, 5, DType::F64).to_vector<double>();  // a parallel fill
-  for (uint64_t i : {0ull, 1ull, 2ull, 3ull, 4ull, 35000ull, 69999ull, 70000ull}) EXPECT_EQ(zl[i], philox_normal(3, 5, i)) << i;
+  for (uint64_t i : {0ull, 1ull, 2ull, 3ull, 4ull, 35000ull, 69999ull, 70000ull})
+    EXPECT_EQ(zl[i], philox_normal(3, 5, i)) << i;
 }
 
 TEST(Random, SameSeedSameBitsOtherSeedOtherBits) {
@@ -65,7 +71,8 @@ TEST(Random, SameSeedSameBitsOtherSeedOtherBits) {
     EXPECT_EQ(dropout(x, 0.25, true, 8, 2).to_vector<double>(), dropout(x, 0.25, true, 8, 2).to_vector<double>());
   }
   // Offsets advance in counters (4 values each): offset 1 continues offset 0 four elements later.
-  std::vector<double> a = rand({12}, 3, 0, DType::F64).to_vector<double>(), b = rand({8}, 3, 1, DType::F64).to_vector<double>();
+  std::vector<double> a = rand({12}, 3, 0, DType::F64).to_vector<double>(),
+                      b = rand({8}, 3, 1, DType::F64).to_vector<double>();
   EXPECT_EQ(std::vector<double>(a.begin() + 4, a.end()), b);
 }
 

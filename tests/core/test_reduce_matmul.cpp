@@ -56,8 +56,8 @@ TEST_P(ReduceMatmul, SumMeanMaxOverAxes) {
 
 TEST_P(ReduceMatmul, ReductionsOfViews) {
   Tensor a = iota({4, 6});
-  Tensor t = a.mT();                          // [6, 4]
-  Tensor s = a.slice(1, 1, 6, 2);             // [4, 3]: columns 1, 3, 5
+  Tensor t = a.mT();               // [6, 4]
+  Tensor s = a.slice(1, 1, 6, 2);  // [4, 3]: columns 1, 3, 5
   Tensor e = iota({3}).unsqueeze(0).expand({5, 3});
   const double tol = tol_for(dt());
   EXPECT_TRUE(values_near(sum(t, {1}), {36, 40, 44, 48, 52, 56}, tol));
@@ -111,8 +111,8 @@ TEST_P(ReduceMatmul, BatchedAndBroadcastMatchPlainLoop) {
   EXPECT_EQ(c4.shape(), (Shape{2, 3, m, n}));
   for (int64_t i = 0; i < 2; ++i)
     for (int64_t j = 0; j < 3; ++j) {
-      auto want = host_matmul(a4.select(0, i).select(0, 0).to_vector<double>(),
-                              b.select(0, j).to_vector<double>(), 1, m, k, n);
+      auto want =
+          host_matmul(a4.select(0, i).select(0, 0).to_vector<double>(), b.select(0, j).to_vector<double>(), 1, m, k, n);
       EXPECT_TRUE(values_near(c4.select(0, i).select(0, j), want, kGemmF32Tol));
     }
 }
@@ -128,8 +128,8 @@ TEST_P(ReduceMatmul, NonContiguousOperandsOddSizes) {
   EXPECT_TRUE(values_near(matmul(a, cols), host_matmul(av, strided_values(cols), 1, m, k, n), kGemmF32Tol));
   Tensor p = randn({m, 2, k}, 8, 0, dt()).permute({1, 0, 2});  // [2, m, k], batch stride k
   Tensor q = randn({2, k, n}, 9, 0, dt());
-  EXPECT_TRUE(values_near(matmul(p, q), host_matmul(strided_values(p), q.to_vector<double>(), 2, m, k, n),
-                          kGemmF32Tol));
+  EXPECT_TRUE(
+      values_near(matmul(p, q), host_matmul(strided_values(p), q.to_vector<double>(), 2, m, k, n), kGemmF32Tol));
   Tensor e = randn({k, n}, 10, 0, dt()).expand({4, k, n});  // batch stride 0
   Tensor ab = randn({4, m, k}, 11, 0, dt());
   std::vector<double> ev = strided_values(e);

@@ -13,7 +13,9 @@ using lowrank::testing::throws_with;
 using lowrank::testing::values_near;
 
 namespace {
-Tensor iota(const Shape& s, DType t = DType::F64) { return Tensor::arange(shape_numel(s), t).reshape(s); }
+Tensor iota(const Shape& s, DType t = DType::F64) {
+  return Tensor::arange(shape_numel(s), t).reshape(s);
+}
 }  // namespace
 
 TEST(Tensor, Factories) {
@@ -99,7 +101,7 @@ TEST(Tensor, ReshapeViewsWhenItCanAndCopiesWhenItMust) {
   Tensor r = a.reshape({6, -1});
   EXPECT_EQ(r.shape(), (Shape{6, 4}));
   EXPECT_EQ(r.storage().get(), a.storage().get());
-  Tensor t = a.transpose(0, 1);  // [3, 2, 4], strides [4, 12, 1]
+  Tensor t = a.transpose(0, 1);     // [3, 2, 4], strides [4, 12, 1]
   Tensor v = t.view({3, 2, 2, 2});  // splitting an axis never needs a copy
   EXPECT_EQ(v.storage().get(), a.storage().get());
   EXPECT_EQ(v.strides(), (Strides{4, 12, 2, 1}));

@@ -17,7 +17,9 @@ constexpr double kF32Tol = 1e-5;
 // f64 hand-worked values differ only by rounding.
 constexpr double kF64Tol = 1e-12;
 
-inline double tol_for(DType t) { return t == DType::F32 ? kF32Tol : kF64Tol; }
+inline double tol_for(DType t) {
+  return t == DType::F32 ? kF32Tol : kF64Tol;
+}
 
 inline ::testing::AssertionResult values_near(const Tensor& t, const std::vector<double>& want, double tol) {
   std::vector<double> got = t.to_vector<double>();
@@ -26,8 +28,8 @@ inline ::testing::AssertionResult values_near(const Tensor& t, const std::vector
   for (size_t i = 0; i < got.size(); ++i) {
     const bool both_nan = std::isnan(got[i]) && std::isnan(want[i]);
     if (!both_nan && !(std::abs(got[i] - want[i]) <= tol * std::max(1.0, std::abs(want[i]))))
-      return ::testing::AssertionFailure() << "element " << i << ": got " << got[i] << ", expected " << want[i]
-                                           << " (tolerance " << tol << ")";
+      return ::testing::AssertionFailure()
+             << "element " << i << ": got " << got[i] << ", expected " << want[i] << " (tolerance " << tol << ")";
   }
   return ::testing::AssertionSuccess();
 }
@@ -58,8 +60,8 @@ template <class F>
 // Element j (row-major) of a tensor, read through its strides from a host copy of its storage
 // span; an independent path from the kernels' own strided loops.
 inline std::vector<double> strided_values(const Tensor& t) {
-  Tensor base = Tensor::view_of(t.storage(), {static_cast<int64_t>(t.storage()->nbytes() / dtype_size(t.dtype()))},
-                                {1}, 0, t.dtype());
+  Tensor base = Tensor::view_of(t.storage(), {static_cast<int64_t>(t.storage()->nbytes() / dtype_size(t.dtype()))}, {1},
+                                0, t.dtype());
   std::vector<double> all = base.to_vector<double>(), out(static_cast<size_t>(t.numel()));
   for (int64_t j = 0; j < t.numel(); ++j) {
     int64_t off = t.offset(), rem = j;

@@ -49,15 +49,14 @@ inline std::string read_bytes(const std::string& path) {
 }  // namespace lowrank::testing_io
 
 // Runs `stmt`, which must throw lowrank::Error whose message contains every one of the strings.
-#define EXPECT_LR_ERROR(stmt, ...)                                                     \
-  do {                                                                                 \
-    try {                                                                              \
-      stmt;                                                                            \
-      ADD_FAILURE() << "expected lowrank::Error from " #stmt;                          \
-    } catch (const ::lowrank::Error& e) {                                              \
-      std::string msg = e.what();                                                      \
-      for (const std::string& part : std::initializer_list<std::string>{__VA_ARGS__}) \
-        EXPECT_NE(msg.find(part), std::string::npos) << "message: " << msg             \
-                                                     << "\nmissing: " << part;         \
-    }                                                                                  \
+#define EXPECT_LR_ERROR(stmt, ...)                                                                   \
+  do {                                                                                               \
+    try {                                                                                            \
+      stmt;                                                                                          \
+      ADD_FAILURE() << "expected lowrank::Error from " #stmt;                                        \
+    } catch (const ::lowrank::Error& e) {                                                            \
+      std::string msg = e.what();                                                                    \
+      for (const std::string& part : std::initializer_list<std::string>{__VA_ARGS__})                \
+        EXPECT_NE(msg.find(part), std::string::npos) << "message: " << msg << "\nmissing: " << part; \
+    }                                                                                                \
   } while (0)

@@ -110,10 +110,10 @@ TEST(DataLoader, OrderIsAFunctionOfSeedAndEpoch) {
   DataLoader a({d.x, d.y}, opts(32, true, false, 42)), b({d.x, d.y}, opts(32, true, false, 42)),
       c({d.x, d.y}, opts(32, true, false, 43));
   std::vector<int64_t> a0 = run_epoch(a), a1 = run_epoch(a);
-  EXPECT_EQ(a0, run_epoch(b));           // same seed, same epoch: same order
-  EXPECT_NE(a0, a1);                     // a new epoch reshuffles
+  EXPECT_EQ(a0, run_epoch(b));  // same seed, same epoch: same order
+  EXPECT_NE(a0, a1);            // a new epoch reshuffles
   EXPECT_EQ(a1, run_epoch(b));
-  EXPECT_NE(a0, run_epoch(c));           // another seed, another order
+  EXPECT_NE(a0, run_epoch(c));  // another seed, another order
   EXPECT_EQ(a.epoch_order(0), a0);
   EXPECT_EQ(a.epoch_order(1), a1);
   // Random access gives the same batch as sequential serving.
@@ -208,12 +208,12 @@ TEST(DataLoader, BadInputIsAClearError) {
   EXPECT_LR_ERROR(dl.batch(0, 4), "batch 4 is out of range");
   EXPECT_LR_ERROR(io::dataloader_state_from_metadata({{"loader.seed", "1"}, {"loader.epoch", "2"}}),
                   "no 'loader.position'");
-  EXPECT_LR_ERROR(io::dataloader_state_from_metadata(
-                      {{"loader.seed", "1"}, {"loader.epoch", "-2"}, {"loader.position", "0"}}),
-                  "'loader.epoch' = '-2'");
-  EXPECT_LR_ERROR(io::dataloader_state_from_metadata(
-                      {{"loader.seed", "x1"}, {"loader.epoch", "2"}, {"loader.position", "0"}}),
-                  "'loader.seed' = 'x1'");
+  EXPECT_LR_ERROR(
+      io::dataloader_state_from_metadata({{"loader.seed", "1"}, {"loader.epoch", "-2"}, {"loader.position", "0"}}),
+      "'loader.epoch' = '-2'");
+  EXPECT_LR_ERROR(
+      io::dataloader_state_from_metadata({{"loader.seed", "x1"}, {"loader.epoch", "2"}, {"loader.position", "0"}}),
+      "'loader.seed' = 'x1'");
 }
 
 }  // namespace

@@ -92,8 +92,7 @@ TEST(FashionMnist, LoadsASyntheticFolderGzOrRaw) {
 TEST(FashionMnist, MissingFolderOrFileSaysHowToGetTheData) {
   TempDir dir;
   std::string missing = dir.file("nowhere");
-  EXPECT_LR_ERROR(io::load_fashion_mnist(missing), missing, "does not exist", "tools/setup",
-                  "dataset-fashion-mnist");
+  EXPECT_LR_ERROR(io::load_fashion_mnist(missing), missing, "does not exist", "tools/setup", "dataset-fashion-mnist");
   write_split(dir, "train", pixels(1), labels({0}));
   EXPECT_LR_ERROR(io::load_fashion_mnist(dir.path().string()), "t10k-images-idx3-ubyte.gz", "is missing",
                   "tools/setup");

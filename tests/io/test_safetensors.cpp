@@ -74,8 +74,9 @@ TEST(Safetensors, RoundTripsEveryStoredDtype) {
 // Halves are stored as such and widened to f32 on load; values exactly representable survive.
 TEST(Safetensors, HalvesAreWidenedToF32OnLoad) {
   TempDir dir;
-  const std::vector<float> values{0.0f, -0.0f, 1.0f, -2.5f, 0.099975586f, 65504.0f, 6.1035156e-05f,
-                                  5.9604645e-08f, std::numeric_limits<float>::infinity()};
+  const std::vector<float> values{0.0f,           -0.0f,          1.0f,
+                                  -2.5f,          0.099975586f,   65504.0f,
+                                  6.1035156e-05f, 5.9604645e-08f, std::numeric_limits<float>::infinity()};
   for (DType dt : {DType::F16, DType::BF16}) {
     Tensor h = Tensor::empty({static_cast<int64_t>(values.size())}, dt);
     auto* bits = static_cast<uint16_t*>(h.raw_data());
@@ -99,8 +100,8 @@ TEST(Safetensors, HalvesAreWidenedToF32OnLoad) {
 
 TEST(Safetensors, MetadataRoundTrips) {
   TempDir dir;
-  std::map<std::string, std::string> md{{"format", "pt"}, {"empty", ""}, {"unicode", "\xc3\xa9t\xc3\xa9 \"q\"\n"},
-                                        {"step", "1875"}};
+  std::map<std::string, std::string> md{
+      {"format", "pt"}, {"empty", ""}, {"unicode", "\xc3\xa9t\xc3\xa9 \"q\"\n"}, {"step", "1875"}};
   std::string path = dir.file("md.safetensors");
   save_safetensors(path, {{"x", Tensor::ones({2})}}, md);
   io::SafetensorsFile f = load_safetensors(path);
@@ -136,7 +137,8 @@ TEST(Safetensors, WriterLayoutMatchesTheFormat) {
   EXPECT_EQ(bytes.size(), 8 + n + 8 + 8);
   std::string header = bytes.substr(8, n);
   EXPECT_NE(header.find("\"a\":{\"data_offsets\":[0,8],\"dtype\":\"F64\",\"shape\":[1]}"), std::string::npos) << header;
-  EXPECT_NE(header.find("\"b\":{\"data_offsets\":[8,16],\"dtype\":\"F32\",\"shape\":[2]}"), std::string::npos) << header;
+  EXPECT_NE(header.find("\"b\":{\"data_offsets\":[8,16],\"dtype\":\"F32\",\"shape\":[2]}"), std::string::npos)
+      << header;
 }
 
 // Bytes as the Python `safetensors` package writes them: compact JSON, __metadata__ first, keys
@@ -281,7 +283,8 @@ TEST_F(MalformedSafetensors, UnknownOrUnsupportedDtype) {
 
 TEST_F(MalformedSafetensors, ShapeTypeErrors) {
   expect_rejected(one(R"({"dtype":"F32","shape":4,"data_offsets":[0,4]})", "xxxx"), {"shape must be an array"});
-  expect_rejected(one(R"({"dtype":"F32","shape":[-1],"data_offsets":[0,4]})", "xxxx"), {"shape must hold non-negative"});
+  expect_rejected(one(R"({"dtype":"F32","shape":[-1],"data_offsets":[0,4]})", "xxxx"),
+                  {"shape must hold non-negative"});
   expect_rejected(one(R"({"dtype":"F32","shape":[1.0],"data_offsets":[0,4]})", "xxxx"), {"shape must hold"});
   expect_rejected(one(R"({"dtype":"F32","shape":["1"],"data_offsets":[0,4]})", "xxxx"), {"shape must hold"});
   expect_rejected(one(R"({"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]})", "xxxx"),
@@ -357,11 +360,11 @@ TEST(Half, KnownConversions) {
   EXPECT_EQ(io::bf16_to_f32(0x3F80), 1.0f);
   EXPECT_EQ(io::bf16_to_f32(0xC0A0), -5.0f);
   EXPECT_EQ(io::f32_to_f16(1.0f), 0x3C00);
-  EXPECT_EQ(io::f32_to_f16(65520.0f), 0x7C00);       // halfway past the largest rounds to infinity
+  EXPECT_EQ(io::f32_to_f16(65520.0f), 0x7C00);  // halfway past the largest rounds to infinity
   EXPECT_EQ(io::f32_to_f16(65519.0f), 0x7BFF);
-  EXPECT_EQ(io::f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3C00);  // tie to even (down)
+  EXPECT_EQ(io::f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3C00);      // tie to even (down)
   EXPECT_EQ(io::f32_to_f16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02);  // tie to even (up)
-  EXPECT_EQ(io::f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);  // tie between 0 and the smallest: even
+  EXPECT_EQ(io::f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);             // tie between 0 and the smallest: even
   EXPECT_EQ(io::f32_to_f16(std::ldexp(3.0f, -25)), 0x0002);
   EXPECT_EQ(io::f32_to_f16(-std::ldexp(1.0f, -30)), 0x8000);
   EXPECT_EQ(io::f32_to_bf16(1.0f + std::ldexp(1.0f, -8)), 0x3F80);  // tie to even

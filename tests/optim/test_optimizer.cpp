@@ -18,14 +18,14 @@ namespace {
 
 using optim::NamedParameters;
 
-#define EXPECT_LR_ERROR(stmt, part)                                                    \
-  do {                                                                                 \
-    try {                                                                              \
-      stmt;                                                                            \
-      ADD_FAILURE() << "expected lowrank::Error from " #stmt;                          \
-    } catch (const ::lowrank::Error& e) {                                              \
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();      \
-    }                                                                                  \
+#define EXPECT_LR_ERROR(stmt, part)                                               \
+  do {                                                                            \
+    try {                                                                         \
+      stmt;                                                                       \
+      ADD_FAILURE() << "expected lowrank::Error from " #stmt;                     \
+    } catch (const ::lowrank::Error& e) {                                         \
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what(); \
+    }                                                                             \
   } while (0)
 
 std::string temp_file(const std::string& name) {

@@ -35,8 +35,8 @@ void expect_close(const Tensor& got, const Tensor& want, double atol, double rto
   ASSERT_EQ(got.shape(), want.shape()) << what;
   std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>();
   for (size_t i = 0; i < g.size(); ++i)
-    ASSERT_LE(std::abs(g[i] - w[i]), atol + rtol * std::abs(w[i])) << what << " element " << i << ": got " << g[i]
-                                                                    << " torch " << w[i];
+    ASSERT_LE(std::abs(g[i] - w[i]), atol + rtol * std::abs(w[i]))
+        << what << " element " << i << ": got " << g[i] << " torch " << w[i];
 }
 
 std::unique_ptr<optim::Optimizer> make(const json& c, optim::NamedParameters params) {

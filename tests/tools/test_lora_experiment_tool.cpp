@@ -50,10 +50,11 @@ TEST_F(LoraExperimentTool, SmallRunWritesTableJsonFiguresAndAdapters) {
                         "delta_vs_w_phi.png", "delta_vs_w_error.png", "base/model.safetensors"})
     EXPECT_GT(fs::file_size(dir_ / "run" / f), 100u) << f;
   // The saved base model can be passed back with --base, so a second run skips its training.
-  ToolResult again = run("lora-experiment --quiet --ranks 3 --seeds 5 --no-compression --no-svd-baseline "
-                         "--train-limit 1000 --test-limit 500 --base " +
-                         lowrank::testing::shell_quoted((dir_ / "run" / "base").string()) + " --out " +
-                         lowrank::testing::shell_quoted((dir_ / "run2").string()));
+  ToolResult again =
+      run("lora-experiment --quiet --ranks 3 --seeds 5 --no-compression --no-svd-baseline "
+          "--train-limit 1000 --test-limit 500 --base " +
+          lowrank::testing::shell_quoted((dir_ / "run" / "base").string()) + " --out " +
+          lowrank::testing::shell_quoted((dir_ / "run2").string()));
   ASSERT_EQ(again.rc, 0) << again.err;
   EXPECT_NE(again.out.find("| lora | 3 | 5 |"), std::string::npos) << again.out;
   EXPECT_FALSE(fs::exists(dir_ / "run2" / "base"));

@@ -30,9 +30,13 @@ const std::string kA6 = kFix + "adapter_r6_peft.safetensors";
 
 using Result = lowrank::testing::ToolResult;
 
-std::string slurp(const fs::path& p) { return lowrank::testing::slurp_file(p); }
+std::string slurp(const fs::path& p) {
+  return lowrank::testing::slurp_file(p);
+}
 
-std::string quoted(const std::string& s) { return lowrank::testing::shell_quoted(s); }
+std::string quoted(const std::string& s) {
+  return lowrank::testing::shell_quoted(s);
+}
 
 class SimilarityTool : public ::testing::Test {
  protected:

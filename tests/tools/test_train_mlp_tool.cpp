@@ -26,9 +26,13 @@ const std::string kBin = std::string(LOWRANK_BINARY_DIR) + "/tools/lowrank";
 
 using Result = lowrank::testing::ToolResult;
 
-std::string slurp(const fs::path& p) { return lowrank::testing::slurp_file(p); }
+std::string slurp(const fs::path& p) {
+  return lowrank::testing::slurp_file(p);
+}
 
-std::string quoted(const std::string& s) { return lowrank::testing::shell_quoted(s); }
+std::string quoted(const std::string& s) {
+  return lowrank::testing::shell_quoted(s);
+}
 
 int64_t count_lines(const std::string& s) {
   int64_t n = 0;

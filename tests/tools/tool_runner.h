@@ -25,15 +25,16 @@ inline std::string slurp_file(const std::filesystem::path& p) {
   return ss.str();
 }
 
-inline std::string shell_quoted(const std::string& s) { return "'" + s + "'"; }
+inline std::string shell_quoted(const std::string& s) {
+  return "'" + s + "'";
+}
 
 // A fixture owning a fresh temporary folder per test; run("sub --flag") runs `lowrank sub --flag`.
 class ToolTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("lowrank_tool_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("lowrank_tool_" + std::to_string(::getpid()) + "_" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
   }

@@ -56,7 +56,8 @@ RunFn register_lora_experiment(CLI::App& app) {
   sub->add_option("--test-limit", o->test_limit, "use only the first N test samples (0: all)")
       ->check(CLI::NonNegativeNumber);
   sub->add_flag("--json", o->json, "print one JSON object (the summary) instead of the table");
-  sub->add_flag("--quiet", [o](int64_t) { o->log = false; }, "no progress or per-run lines on stderr");
+  sub->add_flag(
+      "--quiet", [o](int64_t) { o->log = false; }, "no progress or per-run lines on stderr");
   return [o]() {
     LoraExperimentResult r = run_lora_experiment(*o);
     if (o->json)

@@ -14,19 +14,19 @@ namespace lowrank::cli {
 struct LoraExperimentOptions {
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   std::string out_dir = "runs/lora-experiment";
-  std::string base;             // a trained model.safetensors (or its run folder); empty: train one
-  int64_t base_epochs = 10;     // when training the base
+  std::string base;          // a trained model.safetensors (or its run folder); empty: train one
+  int64_t base_epochs = 10;  // when training the base
   uint64_t base_seed = 0;
   std::string layer = "layers.2";  // the 128x128 hidden Dense
   std::vector<int64_t> ranks = {5, 8, 32, 64, 80};
   std::vector<uint64_t> seeds = {0, 1};
-  int64_t epochs = 1;           // adapter training epochs per run
-  double base_scale = 0.9;      // the frozen kernel's factor in the main experiment
-  double alpha = 0;             // 0: alpha = r (scale 1)
+  int64_t epochs = 1;       // adapter training epochs per run
+  double base_scale = 0.9;  // the frozen kernel's factor in the main experiment
+  double alpha = 0;         // 0: alpha = r (scale 1)
   double lr = 1e-3;
   int64_t batch = 32;
   std::string init = "kaiming";
-  bool compression = true;      // also run base_scale 1 -> 0 (one seed per rank)
+  bool compression = true;  // also run base_scale 1 -> 0 (one seed per rank)
   std::string compress_schedule = "cosine";
   double compress_fraction = 0.75;  // share of the adapter's steps over which base_scale falls to 0
   bool svd_baseline = true;
@@ -42,10 +42,10 @@ struct AdapterRun {
   int64_t rank = 0;
   uint64_t seed = 0;
   double test_acc = 0, test_loss = 0, train_loss = 0, seconds = 0;
-  int64_t params = 0;              // trainable parameters of the adapter (svd: of the factors)
-  double compression_ratio = 0;    // layer kernel size / params
-  std::string adapter_dir;         // empty for svd
-  analysis::DeltaReport report;    // not for svd
+  int64_t params = 0;            // trainable parameters of the adapter (svd: of the factors)
+  double compression_ratio = 0;  // layer kernel size / params
+  std::string adapter_dir;       // empty for svd
+  analysis::DeltaReport report;  // not for svd
 };
 
 struct LoraExperimentResult {

@@ -59,10 +59,10 @@ std::string lora_experiment_table(const LoraExperimentOptions& o, const LoraExpe
   md << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const AdapterRun& a : r.runs) {
     const bool has_report = a.method != "svd";
-    md << "| " << a.method << " | " << a.rank << " | " << (a.method == "svd" ? std::string("–") : std::to_string(a.seed))
-       << " | " << fmt(a.test_acc) << " | " << (a.test_acc >= r.base_acc ? "+" : "") << fmt(a.test_acc - r.base_acc)
-       << " | " << a.params << " | " << fmt(a.compression_ratio, 2) << "x | "
-       << (has_report ? fmt(a.report.relative_error) : "–") << " | "
+    md << "| " << a.method << " | " << a.rank << " | "
+       << (a.method == "svd" ? std::string("–") : std::to_string(a.seed)) << " | " << fmt(a.test_acc) << " | "
+       << (a.test_acc >= r.base_acc ? "+" : "") << fmt(a.test_acc - r.base_acc) << " | " << a.params << " | "
+       << fmt(a.compression_ratio, 2) << "x | " << (has_report ? fmt(a.report.relative_error) : "–") << " | "
        << (has_report ? fmt(a.report.eckart_young_error) : "–") << " | "
        << (has_report && !a.report.phi_right.empty() ? fmt(a.report.phi_right.back()) : "–") << " | "
        << (has_report ? fmt(a.report.amplification, 2) : "–") << " |\n";
@@ -83,13 +83,13 @@ std::string lora_experiment_table(const LoraExperimentOptions& o, const LoraExpe
   row("compress", comp);
   row("svd", svd);
   if (!r.phi_ranks.values.empty())
-    md << "\nSubspace similarity of A's right singular vectors: φ(A_r=" << r.grid_rank_small << ", A_r="
-       << r.grid_rank_large << ", 1, 1) = " << fmt(r.phi_ranks.at(1, 1)) << ", mean over the grid "
-       << [&] {
-            double s = 0;
-            for (double v : r.phi_ranks.values) s += v;
-            return fmt(s / static_cast<double>(r.phi_ranks.values.size()));
-          }()
+    md << "\nSubspace similarity of A's right singular vectors: φ(A_r=" << r.grid_rank_small
+       << ", A_r=" << r.grid_rank_large << ", 1, 1) = " << fmt(r.phi_ranks.at(1, 1)) << ", mean over the grid " <<
+        [&] {
+          double s = 0;
+          for (double v : r.phi_ranks.values) s += v;
+          return fmt(s / static_cast<double>(r.phi_ranks.values.size()));
+        }()
        << "\n";
   md << "\nTotal time " << fmt(r.seconds, 1) << " s.\n";
   return md.str();
@@ -97,21 +97,38 @@ std::string lora_experiment_table(const LoraExperimentOptions& o, const LoraExpe
 
 std::string lora_experiment_json(const LoraExperimentOptions& o, const LoraExperimentResult& r) {
   nlohmann::json j;
-  j["options"] = {{"data", o.data_dir}, {"out", o.out_dir}, {"base", o.base}, {"base_epochs", o.base_epochs},
-                  {"base_seed", o.base_seed}, {"layer", o.layer}, {"ranks", o.ranks}, {"seeds", o.seeds},
-                  {"epochs", o.epochs}, {"base_scale", o.base_scale}, {"alpha", o.alpha}, {"lr", o.lr},
-                  {"batch", o.batch}, {"init", o.init}, {"compression", o.compression},
-                  {"compress_schedule", o.compress_schedule}, {"compress_fraction", o.compress_fraction},
-                  {"svd_baseline", o.svd_baseline}, {"device", o.device}, {"threads", o.threads},
-                  {"train_limit", o.train_limit}, {"test_limit", o.test_limit}};
+  j["options"] = {{"data", o.data_dir},
+                  {"out", o.out_dir},
+                  {"base", o.base},
+                  {"base_epochs", o.base_epochs},
+                  {"base_seed", o.base_seed},
+                  {"layer", o.layer},
+                  {"ranks", o.ranks},
+                  {"seeds", o.seeds},
+                  {"epochs", o.epochs},
+                  {"base_scale", o.base_scale},
+                  {"alpha", o.alpha},
+                  {"lr", o.lr},
+                  {"batch", o.batch},
+                  {"init", o.init},
+                  {"compression", o.compression},
+                  {"compress_schedule", o.compress_schedule},
+                  {"compress_fraction", o.compress_fraction},
+                  {"svd_baseline", o.svd_baseline},
+                  {"device", o.device},
+                  {"threads", o.threads},
+                  {"train_limit", o.train_limit},
+                  {"test_limit", o.test_limit}};
   j["layer"] = {{"path", o.layer}, {"in", r.layer_in}, {"out", r.layer_out}};
   j["base_acc"] = r.base_acc, j["base_loss"] = r.base_loss;
   j["scaled_acc"] = r.scaled_acc, j["scaled_loss"] = r.scaled_loss;
   nlohmann::json runs = nlohmann::json::array();
   for (const AdapterRun& a : r.runs) {
-    nlohmann::json x = {{"method", a.method}, {"rank", a.rank},         {"seed", a.seed},
-                        {"test_acc", a.test_acc}, {"test_loss", a.test_loss}, {"train_loss", a.train_loss},
-                        {"params", a.params}, {"compression_ratio", a.compression_ratio}, {"seconds", a.seconds}};
+    nlohmann::json x = {{"method", a.method},       {"rank", a.rank},
+                        {"seed", a.seed},           {"test_acc", a.test_acc},
+                        {"test_loss", a.test_loss}, {"train_loss", a.train_loss},
+                        {"params", a.params},       {"compression_ratio", a.compression_ratio},
+                        {"seconds", a.seconds}};
     if (a.method != "svd") {
       x["adapter_dir"] = a.adapter_dir;
       x["report"] = a.report;
@@ -175,7 +192,8 @@ std::vector<std::string> write_lora_experiment_figures(const LoraExperimentOptio
     paths.push_back(p);
   }
   // Relative error of ΔW against (1 - base_scale)·W, with the Eckart–Young floor.
-  analysis::Series err_lora{"lora (mean over seeds)", {}, {}}, err_comp{"compress", {}, {}}, ey{"Eckart-Young bound", {}, {}};
+  analysis::Series err_lora{"lora (mean over seeds)", {}, {}}, err_comp{"compress", {}, {}},
+      ey{"Eckart-Young bound", {}, {}};
   std::map<int64_t, std::pair<double, int>> acc_err;
   for (const AdapterRun& a : r.runs) {
     if (a.method == "lora") {
@@ -211,8 +229,9 @@ std::vector<std::string> write_lora_experiment_figures(const LoraExperimentOptio
   }
   // Accuracy vs rank for the three methods, with the base and scaled-without-adapter levels.
   std::vector<analysis::Series> acc_lines;
-  const std::pair<const char*, const char*> methods[] = {
-      {"lora", "LoRA on scaled W (mean over seeds)"}, {"compress", "compression (base_scale -> 0)"}, {"svd", "truncated SVD"}};
+  const std::pair<const char*, const char*> methods[] = {{"lora", "LoRA on scaled W (mean over seeds)"},
+                                                         {"compress", "compression (base_scale -> 0)"},
+                                                         {"svd", "truncated SVD"}};
   for (auto [m, label] : methods) {
     analysis::Series s{label, {}, {}};
     for (auto [k, v] : mean_acc(r, m)) s.x.push_back(static_cast<double>(k)), s.y.push_back(v);
@@ -223,8 +242,9 @@ std::vector<std::string> write_lora_experiment_figures(const LoraExperimentOptio
   acc_lines.push_back({"base model", {lo, hi}, {r.base_acc, r.base_acc}});
   acc_lines.push_back({"scaled, no adapter", {lo, hi}, {r.scaled_acc, r.scaled_acc}});
   std::string p = (out / "accuracy_vs_rank.png").string();
-  analysis::plot_lines(p, acc_lines,
-                       {.title = "test accuracy vs rank", .x_label = "rank r", .y_label = "test accuracy", .markers = true});
+  analysis::plot_lines(
+      p, acc_lines,
+      {.title = "test accuracy vs rank", .x_label = "rank r", .y_label = "test accuracy", .markers = true});
   paths.push_back(p);
   return paths;
 }

@@ -78,9 +78,11 @@ AdapterRun train_adapter(const Context& ctx, const std::string& method, int64_t 
   for (auto& [name, t] : model->named_parameters())
     if (t.requires_grad()) trainable.emplace_back(name, t);
   optim::Adam adam(trainable, {.lr = o.lr, .eps = optim::kKerasAdamEps});
-  io::DataLoader loader({ctx.data.train_images, ctx.data.train_labels},
-                        {.batch_size = o.batch, .shuffle = true, .drop_last = false, .seed = seed ^ kAdapterLoaderSalt,
-                         .device = ctx.device});
+  io::DataLoader loader({ctx.data.train_images, ctx.data.train_labels}, {.batch_size = o.batch,
+                                                                         .shuffle = true,
+                                                                         .drop_last = false,
+                                                                         .seed = seed ^ kAdapterLoaderSalt,
+                                                                         .device = ctx.device});
   AdapterRun run;
   run.method = method, run.rank = r, run.seed = seed;
   const std::string name = run_name(method, r, seed);
@@ -88,8 +90,8 @@ AdapterRun train_adapter(const Context& ctx, const std::string& method, int64_t 
   for (int64_t e = 0; e < o.epochs; ++e) {
     ProgressBar bar(name + " epoch " + std::to_string(e + 1) + "/" + std::to_string(o.epochs), loader.num_batches(),
                     o.log && ProgressBar::stderr_is_terminal());
-    EpochStats s = train_classifier_epoch(*model, adam, loader, &bar,
-                                          [&](int64_t step) { lora->set_schedule_step(step); });
+    EpochStats s =
+        train_classifier_epoch(*model, adam, loader, &bar, [&](int64_t step) { lora->set_schedule_step(step); });
     bar.finish();
     LR_CHECK(s.finite, "lora-experiment: {}: the training loss became NaN or infinite at step {} of epoch {}", name,
              s.bad_step, e + 1);
@@ -99,7 +101,8 @@ AdapterRun train_adapter(const Context& ctx, const std::string& method, int64_t 
   nn::EvalResult ev = evaluate(ctx, *model);
   run.test_acc = ev.accuracy, run.test_loss = ev.loss;
   run.params = r * (lora->in_features() + lora->out_features());
-  run.compression_ratio = static_cast<double>(lora->in_features() * lora->out_features()) / static_cast<double>(run.params);
+  run.compression_ratio =
+      static_cast<double>(lora->in_features() * lora->out_features()) / static_cast<double>(run.params);
   run.adapter_dir = (fs::path(o.out_dir) / "adapters" / name).string();
   nn::save_lora_adapter(run.adapter_dir, {{o.layer, lora.get()}});
   // Against the trained W (PiSSA moves the kernel's top part into the adapter; W stays the reference).
