@@ -198,28 +198,31 @@ void binary_cuda(const Tensor& x, const Tensor& y, const Tensor& out, T a, cudaS
 template <class T>
 void unary_typed(UnaryOp op, const Tensor& x, const Tensor& out, T a, cudaStream_t s) {
   switch (op) {
+// clang-format off
 #define LR_CASE(name) \
   case UnaryOp::name: \
     return unary_cuda<T, UnaryOp::name>(x, out, a, s);
     LR_CASE(Neg)
-    LR_CASE(Exp)
-    LR_CASE(Log) LR_CASE(Sqrt) LR_CASE(Rsqrt) LR_CASE(Tanh) LR_CASE(Sigmoid) LR_CASE(Relu) LR_CASE(Gelu) LR_CASE(Abs)
-        LR_CASE(Sign) LR_CASE(AddScalar) LR_CASE(MulScalar) LR_CASE(PowScalar) LR_CASE(RSubScalar) LR_CASE(RDivScalar)
+    LR_CASE(Exp) LR_CASE(Log) LR_CASE(Sqrt) LR_CASE(Rsqrt) LR_CASE(Tanh) LR_CASE(Sigmoid) LR_CASE(Relu) LR_CASE(Gelu)
+        LR_CASE(Abs) LR_CASE(Sign) LR_CASE(AddScalar) LR_CASE(MulScalar) LR_CASE(PowScalar) LR_CASE(RSubScalar)
+            LR_CASE(RDivScalar)
 #undef LR_CASE
+    // clang-format on
   }
 }
 
 template <class T>
 void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out, T a, cudaStream_t s) {
   switch (op) {
+// clang-format off
 #define LR_CASE(name)  \
   case BinaryOp::name: \
     return binary_cuda<T, BinaryOp::name>(x, y, out, a, s);
     LR_CASE(Add)
-    LR_CASE(Sub)
-    LR_CASE(Mul) LR_CASE(Div) LR_CASE(Pow) LR_CASE(Maximum) LR_CASE(Minimum) LR_CASE(Eq) LR_CASE(Ne) LR_CASE(Lt)
-        LR_CASE(Le) LR_CASE(Gt) LR_CASE(Ge) LR_CASE(MaskedFill) LR_CASE(ReluBackward) LR_CASE(GeluBackward)
+    LR_CASE(Sub) LR_CASE(Mul) LR_CASE(Div) LR_CASE(Pow) LR_CASE(Maximum) LR_CASE(Minimum) LR_CASE(Eq) LR_CASE(Ne)
+        LR_CASE(Lt) LR_CASE(Le) LR_CASE(Gt) LR_CASE(Ge) LR_CASE(MaskedFill) LR_CASE(ReluBackward) LR_CASE(GeluBackward)
 #undef LR_CASE
+    // clang-format on
   }
 }
 
