@@ -21,15 +21,19 @@ struct AdamOptions {
 class Adam : public Optimizer {
  public:
   explicit Adam(NamedParameters params, const AdamOptions& options = {});
+  // Groups take lr and weight_decay from `options` unless they set their own.
+  Adam(ParamGroups groups, const AdamOptions& options);
   const char* name() const override { return "adam"; }
   const AdamOptions& options() const { return options_; }
 
  protected:
-  Adam(NamedParameters params, const AdamOptions& options, bool decoupled);
-  void update(int64_t step, double lr) override;
+  Adam(ParamGroups groups, const AdamOptions& options, bool decoupled);
+  void update(int64_t step, const std::vector<double>& lrs) override;
   std::vector<std::string> buffer_names() const override { return {"exp_avg", "exp_avg_sq"}; }
   bool buffers_required() const override { return true; }
   std::map<std::string, std::string> hyperparameters() const override;
+  // exp_avg_sq is a running mean of squares: a negative entry would make sqrt(v) NaN.
+  void check_loaded_buffer(const std::string& buffer, const std::string& key, const Tensor& t) const override;
 
  private:
   AdamOptions options_;
@@ -40,6 +44,7 @@ class AdamW : public Adam {
  public:
   // torch.optim.AdamW's default weight decay is 1e-2.
   explicit AdamW(NamedParameters params, const AdamOptions& options = {.weight_decay = 1e-2});
+  AdamW(ParamGroups groups, const AdamOptions& options);
   const char* name() const override { return "adamw"; }
 };
 

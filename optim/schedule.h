@@ -20,7 +20,8 @@ class LrSchedule {
   // The rate of optimizer step `step` (1-based: the first step is 1, as Optimizer::step counts).
   double operator()(int64_t step) const;
   Kind kind() const { return kind_; }
-  std::string str() const;  // e.g. "cosine(lr=0.001, warmup=100, total=1000, min_lr=0)"
+  double peak_lr() const { return lr_; }  // the rate after warmup
+  std::string str() const;                // e.g. "cosine(lr=0.001, warmup=100, total=1000, min_lr=0)"
 
  private:
   LrSchedule(Kind kind, double lr, int64_t warmup, int64_t total, double min_lr);

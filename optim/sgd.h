@@ -15,11 +15,13 @@ struct SgdOptions {
 class SGD : public Optimizer {
  public:
   explicit SGD(NamedParameters params, const SgdOptions& options = {});
+  // Groups take lr and weight_decay from `options` unless they set their own.
+  SGD(ParamGroups groups, const SgdOptions& options);
   const char* name() const override { return "sgd"; }
   const SgdOptions& options() const { return options_; }
 
  protected:
-  void update(int64_t step, double lr) override;
+  void update(int64_t step, const std::vector<double>& lrs) override;
   // The momentum buffer starts as a copy of the first gradient, so it exists only after a
   // parameter's first update (and never without momentum).
   std::vector<std::string> buffer_names() const override { return {"momentum_buffer"}; }

@@ -60,14 +60,16 @@ TEST_F(LoraExperimentTool, SmallRunWritesTableJsonFiguresAndAdapters) {
   EXPECT_FALSE(fs::exists(dir_ / "run2" / "base"));
 }
 
-TEST_F(LoraExperimentTool, RankOutOfRangeIsOneLineBeforeAnyTraining) {
-  expect_one_line_error(run("lora-experiment --ranks 8,0 --out " + (dir_ / "x").string()), "rank 0");
-  expect_one_line_error(run("lora-experiment --ranks 200 --out " + (dir_ / "x").string()), "min(in, out) = 128");
+TEST_F(LoraExperimentTool, RankOutOfRangeIsBadUsageBeforeAnyTraining) {
+  expect_usage_error(run("lora-experiment --ranks 8,0 --out " + (dir_ / "x").string()),
+                     "--ranks: must be a whole number >= 1, got '0'");
+  expect_usage_error(run("lora-experiment --ranks 200 --out " + (dir_ / "x").string()), "min(in, out) = 128");
   EXPECT_FALSE(fs::exists(dir_ / "x" / "base")) << "no training may start before the ranks are checked";
 }
 
 TEST_F(LoraExperimentTool, BadLayerAndMissingFiles) {
-  expect_one_line_error(run("lora-experiment --layer layers.0 --out " + (dir_ / "x").string()), "not a Dense");
+  expect_usage_error(run("lora-experiment --layer layers.0 --out " + (dir_ / "x").string()), "not a Dense");
+  expect_usage_error(run("lora-experiment --layer layers.9 --out " + (dir_ / "x").string()), "no such layer");
   expect_one_line_error(run("lora-experiment --data /nonexistent/fmnist --out " + (dir_ / "x").string()),
                         "/nonexistent/fmnist");
   expect_one_line_error(run("lora-experiment --base /nonexistent/model.safetensors --out " + (dir_ / "x").string()),

@@ -58,6 +58,12 @@ class ToolTest : public ::testing::Test {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
 
+  // Bad usage (flags wrong, or at odds with each other or with the files): exit 2 and `needle`.
+  static void expect_usage_error(const ToolResult& r, const std::string& needle) {
+    EXPECT_EQ(r.rc, 2) << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  }
+
   std::filesystem::path dir_;
 };
 

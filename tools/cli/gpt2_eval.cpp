@@ -9,6 +9,10 @@
 
 #include "core/autograd.h"
 #include "tools/cli/gpt2_common.h"
+#include "tools/train/clock.h"
+#include "tools/train/gpt2.h"
+#include "tools/train/progress.h"
+#include "tools/train/setup.h"
 
 namespace lowrank::cli::gpt2 {
 namespace {
@@ -24,7 +28,7 @@ struct EvalFlags {
   int64_t context = 0, stride = 0, batch = 4, max_tokens = 0;
   std::string device = "cpu";
   int threads = 0;
-  bool json = false, progress = true;
+  bool json = false, quiet = false;
 };
 
 }  // namespace
@@ -58,13 +62,13 @@ RunFn register_gpt2_eval(CLI::App& gpt2) {
   sub->add_option("--cache-dir", f->cache_dir, "keep the encoded text in this folder's token cache");
   add_vocab_option(sub, f->vocab);
   add_device_options(sub, f->device, f->threads);
-  sub->add_flag("--json", f->json, "print one JSON summary object on stdout");
-  sub->add_flag("!--no-progress", f->progress, "no progress line on stderr");
+  add_json_flag(sub, f->json);
+  add_quiet_flag(sub, f->quiet);
   return [f]() {
-    const Device device = setup_device(f->device, f->threads, "eval");
-    const mg::Tokenizer tok = load_tokenizer(f->vocab, "eval");
-    std::unique_ptr<mg::Gpt2> model = load_model(f->model, "eval");
-    check_vocab_fits(*model, tok, "eval");
+    const Device device = train::setup_device(f->device, f->threads, "gpt2 eval");
+    const mg::Tokenizer tok = train::load_gpt2_tokenizer(f->vocab, "gpt2 eval");
+    std::unique_ptr<mg::Gpt2> model = train::load_gpt2_model(f->model, "gpt2 eval");
+    train::check_vocab_fits(*model, tok, "gpt2 eval");
     model->to(device);
     model->eval();
     const int64_t n_ctx = model->config().n_ctx;
@@ -78,7 +82,7 @@ RunFn register_gpt2_eval(CLI::App& gpt2) {
     dopt.val_fraction = f->split == "all" ? 0.0 : f->val_fraction;
     dopt.cache_dir = f->cache_dir;
     dopt.threads = f->threads > 0 ? f->threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const mg::TokenData data = mg::load_token_data(text_encoder(tok, f->vocab), dopt);
+    const mg::TokenData data = mg::load_token_data(train::gpt2_text_encoder(tok, f->vocab), dopt);
     std::vector<uint16_t> stream = f->split == "val" ? data.val : data.train;
     if (f->max_tokens > 0 && static_cast<int64_t>(stream.size()) > f->max_tokens)
       stream.resize(static_cast<size_t>(f->max_tokens));
@@ -88,8 +92,8 @@ RunFn register_gpt2_eval(CLI::App& gpt2) {
     const std::vector<mg::EvalWindow> windows =
         mg::sliding_windows(static_cast<int64_t>(stream.size()), context, stride);
     NoGradGuard no_grad;
-    StatusLine status(f->progress);
-    const double t0 = now_seconds();
+    train::ProgressLine status(!f->quiet);
+    const double t0 = train::now_seconds();
     double nll = 0.0;
     int64_t scored = 0;
     for (size_t w0 = 0; w0 < windows.size();) {
@@ -122,7 +126,7 @@ RunFn register_gpt2_eval(CLI::App& gpt2) {
                   detail::format("{}/{} windows, loss {}", w0, windows.size(), nll / static_cast<double>(scored)));
     }
     status.clear();
-    const double seconds = now_seconds() - t0;
+    const double seconds = train::now_seconds() - t0;
     const double loss = nll / static_cast<double>(scored);
     const double ppl = std::exp(loss);
     if (f->json) {

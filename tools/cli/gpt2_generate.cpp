@@ -5,6 +5,8 @@
 
 #include "models/gpt2/generate.h"
 #include "tools/cli/gpt2_common.h"
+#include "tools/train/gpt2.h"
+#include "tools/train/setup.h"
 
 namespace lowrank::cli::gpt2 {
 namespace {
@@ -45,30 +47,20 @@ RunFn register_gpt2_generate(CLI::App& gpt2) {
       ->check(non_negative_int())
       ->capture_default_str();
   sub->add_option("--top-p", f->top_p, "sample among the most likely tokens holding this much probability (1: all)")
-      ->check(CLI::Validator(
-          [](std::string& s) -> std::string {
-            try {
-              size_t used = 0;
-              double v = std::stod(s, &used);
-              if (used == s.size() && v > 0 && v <= 1) return "";
-            } catch (const std::exception&) {
-            }
-            return "must be a number in (0, 1], got '" + s + "'";
-          },
-          "PROBABILITY"))
+      ->check(fraction_up_to_one())
       ->capture_default_str();
-  sub->add_option("--seed", f->seed, "seed of the sampling")->capture_default_str();
+  sub->add_option("--seed", f->seed, "seed of the sampling")->check(unsigned_int())->capture_default_str();
   sub->add_flag("--no-kv-cache", f->no_kv_cache, "run the whole context for every token (for measuring)");
   sub->add_flag("--ignore-eot", f->ignore_eot, "go on past <|endoftext|> instead of stopping there");
   add_vocab_option(sub, f->vocab);
   add_device_options(sub, f->device, f->threads);
-  sub->add_flag("--json", f->json, "print one JSON object (prompt, text, ids, timings) instead of streaming");
-  sub->add_flag("--quiet", f->quiet, "no tokens/s line on stderr");
+  add_json_flag(sub, f->json);
+  add_quiet_flag(sub, f->quiet);
   return [f]() {
-    const Device device = setup_device(f->device, f->threads, "generate");
-    const mg::Tokenizer tok = load_tokenizer(f->vocab, "generate");
-    std::unique_ptr<mg::Gpt2> model = load_model(f->model, "generate");
-    check_vocab_fits(*model, tok, "generate");
+    const Device device = train::setup_device(f->device, f->threads, "gpt2 generate");
+    const mg::Tokenizer tok = train::load_gpt2_tokenizer(f->vocab, "gpt2 generate");
+    std::unique_ptr<mg::Gpt2> model = train::load_gpt2_model(f->model, "gpt2 generate");
+    train::check_vocab_fits(*model, tok, "gpt2 generate");
     model->to(device);
 
     // A prompt starts a new document, as every document did in training (text_data.h).

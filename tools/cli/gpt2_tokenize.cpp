@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "tools/cli/gpt2_common.h"
+#include "tools/train/gpt2.h"
 
 namespace lowrank::cli::gpt2 {
 namespace {
@@ -96,7 +97,7 @@ RunFn register_gpt2_tokenize(CLI::App& gpt2) {
                       mg::Tokenizer::default_dir() + ")");
   return [f]() {
     const std::string text = read_input(f->input);
-    const mg::Tokenizer tok = load_tokenizer(f->vocab, "tokenize");
+    const mg::Tokenizer tok = train::load_gpt2_tokenizer(f->vocab, "gpt2 tokenize");
     const std::string source = f->input == "-" ? "stdin" : f->input;
     if (f->decode) {
       const std::string bytes = tok.decode(parse_ids(text, source, tok.vocab_size()));

@@ -1,19 +1,25 @@
-// `lowrank gpt2 train`: flags and the summary (text or --json); the run is gpt2_train_run.cpp.
+// `lowrank gpt2 train`: flags and the summary (text or --json); the run is train::run_gpt2_train.
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "tools/cli/gpt2_common.h"
-#include "tools/cli/gpt2_train.h"
+#include "tools/train/gpt2.h"
 
 namespace lowrank::cli::gpt2 {
 
 namespace {
 
-nlohmann::json curve(const std::vector<TrainPoint>& points) {
+nlohmann::json curve(const std::vector<train::Gpt2TrainPoint>& points) {
   nlohmann::json a = nlohmann::json::array();
-  for (const TrainPoint& p : points) a.push_back({p.step, p.loss});
+  for (const train::Gpt2TrainPoint& p : points) a.push_back({p.step, p.loss});
   return a;
 }
+
+struct TrainFlags {
+  train::Gpt2TrainOptions o;
+  bool quiet = false;
+};
 
 }  // namespace
 
@@ -22,86 +28,88 @@ RunFn register_gpt2_train(CLI::App& gpt2) {
       "train",
       "train a GPT-2 on text files (default: the fortunes corpus) from scratch (--preset, --config), from "
       "weights (--init) or continuing a run (--resume)");
-  auto o = std::make_shared<TrainOptions>();
-  sub->add_option("--data", o->data,
+  auto f = std::make_shared<TrainFlags>();
+  train::Gpt2TrainOptions& o = f->o;
+  sub->add_option("--data", o.data,
                   std::string("text files or folders (fortune files split at '%' lines; default: ") +
                       models::gpt2::kDefaultCorpusDir + ")")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  auto* preset = sub->add_option("--preset", o->preset,
-                                 "model size: small (4 layers, 4 heads, 256 wide, context 256), tiny, gpt2, "
+  auto* preset = sub->add_option("--preset", o.preset,
+                                 "model size: small (4 layers, 4 heads, 256 wide, context 256), gpt2 (124M), "
                                  "gpt2-medium, gpt2-large, gpt2-xl")
+                     ->check(CLI::IsMember(std::vector<std::string>(std::begin(train::kGpt2TrainPresets),
+                                                                    std::end(train::kGpt2TrainPresets))))
                      ->capture_default_str();
-  auto* config = sub->add_option("--config", o->config, "model config.json (ours or Hugging Face's)");
-  auto* init = sub->add_option("--init", o->init,
+  auto* config = sub->add_option("--config", o.config, "model config.json (ours or Hugging Face's)");
+  auto* init = sub->add_option("--init", o.init,
                                "start from these weights: a run folder, a Hugging Face folder (model.safetensors + "
                                "config.json) or a .safetensors file");
-  auto* resume =
-      sub->add_option("--resume", o->resume, "continue a run folder (weights, optimizer state, step); writes to --out");
+  add_run_folder_options(sub, o.out, o.resume, o.overwrite, train::kGpt2DefaultOut);
+  auto* resume = sub->get_option("--resume");
   config->excludes(init)->excludes(resume)->excludes(preset);
   init->excludes(resume)->excludes(preset);
   resume->excludes(preset);
-  sub->add_option("--out", o->out,
-                  "output folder: model.safetensors, optimizer.safetensors, config.json, metrics.jsonl")
-      ->capture_default_str();
-  sub->add_option("--cache-dir", o->cache_dir, "folder of the token cache (default: --out)");
-  sub->add_option(
-      "--vocab", o->vocab,
-      "tokenizer folder (default: $LOWRANK_GPT2_VOCAB, else " + models::gpt2::Tokenizer::default_dir() + ")");
-  sub->add_option("--steps", o->steps, "total optimizer steps (a resumed run counts those done)")
+  sub->add_option("--cache-dir", o.cache_dir, "folder of the token cache (default: the output folder)");
+  add_vocab_option(sub, o.vocab);
+  sub->add_option("--steps", o.steps, "total optimizer steps (a resumed run counts those done)")
       ->check(positive_int())
       ->capture_default_str();
-  sub->add_option("--max-time", o->max_time,
+  sub->add_option("--max-time", o.max_time,
                   "stop this run before another step would pass this many seconds since its start (with a checkpoint; "
                   "0: no limit)")
       ->check(non_negative_number())
       ->capture_default_str();
-  sub->add_option("--stop-at", o->stop_at,
+  sub->add_option("--stop-at", o.stop_at,
                   "stop (with a checkpoint) on reaching this step; the schedule still spans --steps, and --resume "
                   "goes on from there")
       ->check(non_negative_int());
-  sub->add_option("--batch", o->batch, "sequences per step")->check(positive_int())->capture_default_str();
-  sub->add_option("--seq-len", o->seq_len, "tokens per sequence (0: the model's context)")
+  sub->add_option("--batch", o.batch, "sequences per step")->check(positive_int())->capture_default_str();
+  sub->add_option("--seq-len", o.seq_len, "tokens per sequence (0: the model's context)")
       ->check(non_negative_int())
       ->capture_default_str();
-  sub->add_option("--lr", o->lr, "peak learning rate")->check(positive_number())->capture_default_str();
-  sub->add_option("--min-lr", o->min_lr, "learning rate at the end of the cosine")
+  sub->add_option("--lr", o.lr, "peak learning rate")->check(positive_number())->capture_default_str();
+  sub->add_option("--min-lr", o.min_lr, "learning rate at the end of the cosine")
       ->check(non_negative_number())
       ->capture_default_str();
-  sub->add_option("--warmup", o->warmup, "linear warmup steps (default: min(100, steps / 10))")
+  sub->add_option("--warmup", o.warmup, "linear warmup steps (default: min(100, steps / 10))")
       ->check(non_negative_int());
-  sub->add_option("--weight-decay", o->weight_decay, "AdamW decay on kernels and embeddings (not biases, LayerNorm)")
+  sub->add_option("--weight-decay", o.weight_decay, "AdamW decay on kernels and embeddings (not biases, LayerNorm)")
       ->check(non_negative_number())
       ->capture_default_str();
-  sub->add_option("--beta2", o->beta2, "AdamW beta2")->check(fraction_below_one())->capture_default_str();
-  sub->add_option("--grad-clip", o->grad_clip, "clip the global gradient norm to this (0: off)")
+  sub->add_option("--beta2", o.beta2, "AdamW beta2")->check(fraction_below_one())->capture_default_str();
+  sub->add_option("--grad-clip", o.grad_clip, "clip the global gradient norm to this (0: off)")
       ->check(non_negative_number())
       ->capture_default_str();
-  sub->add_option("--val-fraction", o->val_fraction, "share of documents held out for validation")
+  sub->add_option("--val-fraction", o.val_fraction, "share of documents held out for validation")
       ->check(fraction_below_one())
       ->capture_default_str();
-  sub->add_option("--val-every", o->val_every, "steps between validation passes (0: at the start and end only)")
+  sub->add_option("--val-every", o.val_every, "steps between validation passes (0: at the start and end only)")
       ->check(non_negative_int())
       ->capture_default_str();
-  sub->add_option("--val-batches", o->val_batches, "validation batches per pass (0: the whole split)")
+  sub->add_option("--val-batches", o.val_batches, "validation batches per pass (0: the whole split)")
       ->check(non_negative_int())
       ->capture_default_str();
-  sub->add_option("--checkpoint-every", o->checkpoint_every, "steps between checkpoints (0: at the end only)")
+  sub->add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints (0: at the end only)")
       ->check(non_negative_int())
       ->capture_default_str();
-  sub->add_option("--log-every", o->log_every, "steps per line of training loss")
+  sub->add_option("--log-every", o.log_every, "steps per line of training loss")
       ->check(positive_int())
       ->capture_default_str();
-  sub->add_option("--seed", o->seed, "seed of the initial weights, the batches and dropout")->capture_default_str();
-  add_device_options(sub, o->device, o->threads);
-  sub->add_flag("--json", o->json, "print one JSON summary object on stdout");
-  sub->add_flag("!--no-progress", o->progress, "no progress line on stderr");
-  return [o]() {
-    TrainResult r = run_gpt2_train(*o);
+  sub->add_option("--seed", o.seed, "seed of the initial weights, the batches and dropout")
+      ->check(unsigned_int())
+      ->capture_default_str();
+  add_device_options(sub, o.device, o.threads);
+  add_json_flag(sub, o.json);
+  add_quiet_flag(sub, f->quiet);
+  return [f]() {
+    train::Gpt2TrainOptions o = f->o;
+    o.progress = o.log = !f->quiet;
+    const train::Gpt2TrainResult r = train::run_gpt2_train(o);
     const double tps = r.train_seconds > 0 ? static_cast<double>(r.run_tokens) / r.train_seconds : 0.0;
     const double first_val = r.val.empty() ? NAN : r.val.front().loss;
     const double last_val = r.val.empty() ? NAN : r.val.back().loss;
     const double last_train = r.train.empty() ? NAN : r.train.back().loss;
-    if (o->json) {
+    if (o.json) {
       nlohmann::json j{{"steps", r.final_step},
                        {"resumed_from_step", r.start_step},
                        {"stopped_early", r.stopped_early},
@@ -113,8 +121,8 @@ RunFn register_gpt2_train(CLI::App& gpt2) {
                        {"train_seconds", r.train_seconds},
                        {"run_tokens", r.run_tokens},
                        {"parameters", r.parameters},
-                       {"seed", o->seed},
-                       {"device", o->device},
+                       {"seed", o.seed},
+                       {"device", o.device},
                        {"data",
                         {{"train_tokens", r.train_tokens},
                          {"val_tokens", r.val_tokens},
@@ -128,7 +136,9 @@ RunFn register_gpt2_train(CLI::App& gpt2) {
                         {{"model", r.model_dir},
                          {"optimizer", r.optimizer_path},
                          {"metrics", r.metrics_path},
-                         {"config", r.config_path}}}};
+                         {"config", r.config_path},
+                         {"loss_curve", r.loss_curve_path},
+                         {"checkpoint", r.checkpoint_dir}}}};
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
       std::printf("step %lld: train loss %.4f, validation loss %.4f (from %.4f), %.0f tokens/s, %.1f s; model in %s\n",

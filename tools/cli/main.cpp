@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "tools/cli/command.h"
+#include "tools/train/setup.h"
 
 int main(int argc, char** argv) {
   using namespace lowrank::cli;
@@ -32,6 +33,9 @@ int main(int argc, char** argv) {
   try {
     for (auto& [sub, fn] : runs)
       if (sub->parsed()) return fn();
+    return kExitUsage;
+  } catch (const lowrank::train::UsageError& e) {
+    std::fprintf(stderr, "lowrank: error: %s\n", e.what());
     return kExitUsage;
   } catch (const lowrank::Error& e) {
     std::fprintf(stderr, "lowrank: error: %s\n", e.what());

@@ -9,11 +9,12 @@
 #include "analysis/delta_report.h"
 #include "analysis/similarity.h"
 
-namespace lowrank::cli {
+namespace lowrank::train {
 
 struct LoraExperimentOptions {
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   std::string out_dir = "runs/lora-experiment";
+  bool overwrite = false;    // replace an experiment (and its base run) already in out_dir
   std::string base;          // a trained model.safetensors (or its run folder); empty: train one
   int64_t base_epochs = 10;  // when training the base
   uint64_t base_seed = 0;
@@ -70,4 +71,4 @@ std::string lora_experiment_json(const LoraExperimentOptions& options, const Lor
 std::vector<std::string> write_lora_experiment_figures(const LoraExperimentOptions& options,
                                                        const LoraExperimentResult& r);
 
-}  // namespace lowrank::cli
+}  // namespace lowrank::train

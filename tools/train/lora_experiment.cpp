@@ -1,6 +1,5 @@
 // run_lora_experiment(): base model, scaled baseline, adapters per rank × seed, the compression
 // variant, truncated-SVD baseline and the subspace analysis, all written under the output folder.
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -15,20 +14,18 @@
 #include "nn/lora.h"
 #include "nn/loss.h"
 #include "optim/adam.h"
-#include "tools/cli/lora_experiment.h"
-#include "tools/cli/train_common.h"
+#include "tools/train/clock.h"
+#include "tools/train/lora_experiment.h"
+#include "tools/train/mlp.h"
+#include "tools/train/setup.h"
 
-namespace lowrank::cli {
+namespace lowrank::train {
 namespace fs = std::filesystem;
 namespace {
 
 constexpr int64_t kEvalBatch = 1000;
 // Adapter loaders shuffle with their own stream, apart from the base model's.
 constexpr uint64_t kAdapterLoaderSalt = 0xA5A5'0000'0000'0001ull;
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 struct Context {
   const LoraExperimentOptions& o;
@@ -65,7 +62,7 @@ std::string run_name(const std::string& method, int64_t r, uint64_t seed) {
 AdapterRun train_adapter(const Context& ctx, const std::string& method, int64_t r, uint64_t seed,
                          const nn::BaseScaleSchedule& schedule, Tensor* a_out) {
   const LoraExperimentOptions& o = ctx.o;
-  const double t0 = now_s();
+  const double t0 = now_seconds();
   auto model = fresh_model(ctx);
   nn::LoraConfig c;
   c.r = r;
@@ -86,17 +83,26 @@ AdapterRun train_adapter(const Context& ctx, const std::string& method, int64_t 
   AdapterRun run;
   run.method = method, run.rank = r, run.seed = seed;
   const std::string name = run_name(method, r, seed);
-  const int64_t total = loader.num_batches() * o.epochs;
-  for (int64_t e = 0; e < o.epochs; ++e) {
-    ProgressBar bar(name + " epoch " + std::to_string(e + 1) + "/" + std::to_string(o.epochs), loader.num_batches(),
-                    o.log && ProgressBar::stderr_is_terminal());
-    EpochStats s =
-        train_classifier_epoch(*model, adam, loader, &bar, [&](int64_t step) { lora->set_schedule_step(step); });
-    bar.finish();
-    LR_CHECK(s.finite, "lora-experiment: {}: the training loss became NaN or infinite at step {} of epoch {}", name,
-             s.bad_step, e + 1);
-    run.train_loss = s.loss;
-  }
+  const int64_t per_epoch = loader.num_batches();
+  const int64_t total = per_epoch * o.epochs;
+  Trainer trainer(adam, {.command = "lora-experiment: " + name,
+                         .total_steps = total,
+                         .steps_per_epoch = per_epoch,
+                         .total_flag = "--epochs",
+                         .log_every = per_epoch,
+                         .progress = o.log});
+  trainer.hooks.before_step = [&](int64_t step) { lora->set_schedule_step(step); };
+  trainer.hooks.forward = [&](int64_t) { return classifier_step(*model, loader); };
+  trainer.hooks.log = [&](const IntervalStats& s) -> std::optional<nlohmann::json> {
+    run.train_loss = s.loss;  // the last epoch's mean
+    return std::nullopt;
+  };
+  trainer.hooks.progress_text = [&](const IntervalStats& s) {
+    return detail::format("{} epoch {}/{} {}/{} loss {}", name, (s.step - 1) / per_epoch + 1, o.epochs,
+                          (s.step - 1) % per_epoch + 1, per_epoch, fixed(s.loss, 4));
+  };
+  model->train();
+  trainer.run();
   lora->set_schedule_step(total);  // evaluate at the schedule's end value
   nn::EvalResult ev = evaluate(ctx, *model);
   run.test_acc = ev.accuracy, run.test_loss = ev.loss;
@@ -108,7 +114,7 @@ AdapterRun train_adapter(const Context& ctx, const std::string& method, int64_t 
   // Against the trained W (PiSSA moves the kernel's top part into the adapter; W stays the reference).
   run.report = analysis::delta_report(ctx.w, lora->lora_A(), lora->lora_B(), lora->scale(), lora->base_scale());
   if (a_out) *a_out = lora->lora_A().detach().to(Device::cpu()).clone();
-  run.seconds = now_s() - t0;
+  run.seconds = now_seconds() - t0;
   if (o.log)
     std::fprintf(stderr, "lora-experiment: %-18s test acc %.4f  loss %.4f  rel.err %.4f  (%.1f s)\n", name.c_str(),
                  run.test_acc, run.test_loss, run.report.relative_error, run.seconds);
@@ -117,7 +123,7 @@ AdapterRun train_adapter(const Context& ctx, const std::string& method, int64_t 
 
 // W replaced by its best rank-r approximation (Eckart–Young), no training.
 AdapterRun svd_baseline(const Context& ctx, const SvdResult& d, int64_t r) {
-  const double t0 = now_s();
+  const double t0 = now_seconds();
   auto model = fresh_model(ctx);
   nn::Dense& dense = target_dense(*model, ctx.o.layer);
   {
@@ -132,7 +138,7 @@ AdapterRun svd_baseline(const Context& ctx, const SvdResult& d, int64_t r) {
   run.test_acc = ev.accuracy, run.test_loss = ev.loss;
   run.params = r * (ctx.w.size(0) + ctx.w.size(1));
   run.compression_ratio = static_cast<double>(ctx.w.numel()) / static_cast<double>(run.params);
-  run.seconds = now_s() - t0;
+  run.seconds = now_seconds() - t0;
   if (ctx.o.log)
     std::fprintf(stderr, "lora-experiment: svd_r%-13lld test acc %.4f  loss %.4f\n", static_cast<long long>(r),
                  run.test_acc, run.test_loss);
@@ -147,41 +153,57 @@ std::string base_model_file(const std::string& base) {
   return p.string();
 }
 
+// Flag values that cannot be right are usage errors (exit 2), found before any training starts.
 void check_options(const LoraExperimentOptions& o) {
-  LR_CHECK(!o.ranks.empty(), "lora-experiment: --ranks is empty");
-  LR_CHECK(!o.seeds.empty(), "lora-experiment: --seeds is empty");
-  LR_CHECK(o.epochs >= 1, "lora-experiment: --epochs must be at least 1, got {}", o.epochs);
-  LR_CHECK(o.base_epochs >= 1, "lora-experiment: --base-epochs must be at least 1, got {}", o.base_epochs);
-  LR_CHECK(o.batch >= 1, "lora-experiment: --batch must be at least 1, got {}", o.batch);
-  LR_CHECK(std::isfinite(o.lr) && o.lr > 0, "lora-experiment: --lr must be positive, got {}", o.lr);
-  LR_CHECK(std::isfinite(o.base_scale) && o.base_scale >= 0, "lora-experiment: --base-scale must be >= 0, got {}",
-           o.base_scale);
-  LR_CHECK(o.alpha >= 0 && std::isfinite(o.alpha), "lora-experiment: --alpha must be >= 0 (0: alpha = r), got {}",
-           o.alpha);
-  LR_CHECK(o.compress_fraction > 0 && o.compress_fraction <= 1,
-           "lora-experiment: --compress-fraction must be in (0, 1], got {}", o.compress_fraction);
-  nn::parse_lora_init(o.init);
-  nn::BaseScaleSchedule::parse_kind(o.compress_schedule);
-  if (!o.base.empty()) base_model_file(o.base);
-  // The layer and the ranks are checked on an untrained model before any training starts.
+  const char* cmd = "lora-experiment";
+  if (o.ranks.empty()) usage_error("{}: --ranks is empty", cmd);
+  if (o.seeds.empty()) usage_error("{}: --seeds is empty", cmd);
+  if (o.epochs < 1) usage_error("{}: --epochs must be at least 1, got {}", cmd, o.epochs);
+  if (o.base_epochs < 1) usage_error("{}: --base-epochs must be at least 1, got {}", cmd, o.base_epochs);
+  if (o.batch < 1) usage_error("{}: --batch must be at least 1, got {}", cmd, o.batch);
+  if (!(std::isfinite(o.lr) && o.lr > 0)) usage_error("{}: --lr must be a positive number, got {}", cmd, o.lr);
+  if (!(std::isfinite(o.base_scale) && o.base_scale >= 0))
+    usage_error("{}: --base-scale must be a number >= 0, got {}", cmd, o.base_scale);
+  if (!(std::isfinite(o.alpha) && o.alpha >= 0))
+    usage_error("{}: --alpha must be a number >= 0 (0: alpha = r), got {}", cmd, o.alpha);
+  if (!(o.compress_fraction > 0 && o.compress_fraction <= 1))
+    usage_error("{}: --compress-fraction must be above 0 and at most 1, got {}", cmd, o.compress_fraction);
+  try {
+    nn::parse_lora_init(o.init);
+    nn::BaseScaleSchedule::parse_kind(o.compress_schedule);
+  } catch (const Error& e) {
+    usage_error("{}: {}", cmd, e.what());
+  }
+  // The layer and the ranks are checked on an untrained model.
   models::Mlp probe;
-  nn::Dense& d = target_dense(probe, o.layer);
-  const int64_t limit = std::min(d.in_features(), d.units());
+  std::string dense_layers;
+  for (const auto& [path, m] : probe.named_modules())
+    if (dynamic_cast<nn::Dense*>(m)) dense_layers += (dense_layers.empty() ? "" : ", ") + path;
+  nn::Module* layer = nullptr;
+  try {
+    layer = &probe.submodule(o.layer);
+  } catch (const Error&) {
+    usage_error("{}: --layer {}: the MLP has no such layer (its Dense layers: {})", cmd, o.layer, dense_layers);
+  }
+  auto* d = dynamic_cast<nn::Dense*>(layer);
+  if (!d)
+    usage_error("{}: --layer {} is a {}, not a Dense layer (the MLP's Dense layers: {})", cmd, o.layer,
+                layer->type_name(), dense_layers);
+  const int64_t limit = std::min(d->in_features(), d->units());
   for (int64_t r : o.ranks)
-    LR_CHECK(r >= 1 && r <= limit, "lora-experiment: rank {} must be between 1 and min(in, out) = {} for {} ({} -> {})",
-             r, limit, o.layer, d.in_features(), d.units());
+    if (r < 1 || r > limit)
+      usage_error("{}: rank {} must be from 1 to min(in, out) = {} for {} ({} -> {})", cmd, r, limit, o.layer,
+                  d->in_features(), d->units());
 }
 
 }  // namespace
 
 LoraExperimentResult run_lora_experiment(const LoraExperimentOptions& o) {
-  const double t0 = now_s();
+  const double t0 = now_seconds();
   check_options(o);
-  const Device device = Device::parse(o.device);
-  if (device.is_cuda())
-    LR_CHECK(cuda_available(), "lora-experiment: --device {} asked for, but no CUDA device answers", o.device);
+  if (!o.base.empty()) base_model_file(o.base);
+  const Device device = setup_device(o.device, o.threads, "lora-experiment");
   keep_freed_memory_for_reuse();
-  if (o.threads > 0) set_num_threads(o.threads);
   LR_CHECK(fs::is_directory(o.data_dir),
            "lora-experiment: data folder '{}' does not exist (tools/setup installs Fashion-MNIST into {})", o.data_dir,
            io::kFashionMnistDefaultDir);
@@ -203,6 +225,7 @@ LoraExperimentResult run_lora_experiment(const LoraExperimentOptions& o) {
     t.data_dir = o.data_dir, t.epochs = o.base_epochs, t.seed = o.base_seed, t.device = o.device;
     t.out_dir = (fs::path(o.out_dir) / "base").string(), t.threads = o.threads, t.batch = o.batch;
     t.train_limit = o.train_limit, t.test_limit = o.test_limit, t.log = o.log, t.progress = o.log;
+    t.overwrite = o.overwrite;
     base = run_train_mlp(t).model;
   } else {
     base = std::make_shared<models::Mlp>();
@@ -263,7 +286,7 @@ LoraExperimentResult run_lora_experiment(const LoraExperimentOptions& o) {
   if (o.seeds.size() >= 2)
     r.phi_seeds = analysis::adapter_similarity(a_of[{r.grid_rank_large, s0}], a_of[{r.grid_rank_large, o.seeds[1]}]);
 
-  r.seconds = now_s() - t0;
+  r.seconds = now_seconds() - t0;
   const fs::path out(o.out_dir);
   r.table_md_path = (out / "results.md").string();
   r.results_json_path = (out / "results.json").string();
@@ -273,4 +296,4 @@ LoraExperimentResult run_lora_experiment(const LoraExperimentOptions& o) {
   return r;
 }
 
-}  // namespace lowrank::cli
+}  // namespace lowrank::train

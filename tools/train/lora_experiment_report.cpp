@@ -6,9 +6,9 @@
 #include <sstream>
 
 #include "analysis/plot.h"
-#include "tools/cli/lora_experiment.h"
+#include "tools/train/lora_experiment.h"
 
-namespace lowrank::cli {
+namespace lowrank::train {
 namespace {
 
 std::string fmt(double v, int prec = 4) {
@@ -249,4 +249,4 @@ std::vector<std::string> write_lora_experiment_figures(const LoraExperimentOptio
   return paths;
 }
 
-}  // namespace lowrank::cli
+}  // namespace lowrank::train

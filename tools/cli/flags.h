@@ -1,0 +1,40 @@
+// The command-line conventions every subcommand shares: one definition of --device, --threads,
+// --json, --quiet, --out/--resume/--overwrite, and validators whose messages read as people write
+// ranges ("a whole number >= 1"), refusing out-of-range numbers instead of clamping them.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+namespace lowrank::cli {
+
+// Whole numbers in [lo, hi] (no fraction, no exponent, nothing after the digits). The message
+// states the range as "a whole number >= 1" when hi is the type's maximum.
+CLI::Validator whole_number(int64_t lo, int64_t hi = std::numeric_limits<int64_t>::max());
+CLI::Validator positive_int();      // whole number >= 1
+CLI::Validator non_negative_int();  // whole number >= 0
+CLI::Validator unsigned_int();      // whole number from 0 to 2^64 - 1 (seeds)
+CLI::Validator positive_number();   // finite, > 0
+CLI::Validator non_negative_number();
+CLI::Validator fraction_below_one();  // in [0, 1)
+CLI::Validator fraction_up_to_one();  // in (0, 1]
+CLI::Validator device_name();         // cpu, cuda, cuda:N
+
+// --device cpu|cuda[:N] (read with train::setup_device).
+void add_device_option(CLI::App* sub, std::string& device);
+// --threads N, 0 (one per core) to train::kMaxThreads; `threads` holds the default.
+void add_threads_option(CLI::App* sub, int& threads);
+// Both of the above.
+void add_device_options(CLI::App* sub, std::string& device, int& threads);
+// --json: exactly one JSON object on stdout.
+void add_json_flag(CLI::App* sub, bool& json);
+// --quiet: nothing on stderr but errors (no progress line, no log lines). --no-progress, its old
+// name in the gpt2 subcommands, is still accepted (hidden).
+void add_quiet_flag(CLI::App* sub, bool& quiet);
+// --out DIR (default shown as `default_text`), --resume DIR and --overwrite, as every training
+// subcommand reads them: --resume continues in its own folder unless --out is given.
+void add_run_folder_options(CLI::App* sub, std::string& out, std::string& resume, bool& overwrite,
+                            const std::string& default_text);
+
+}  // namespace lowrank::cli

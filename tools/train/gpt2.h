@@ -1,0 +1,95 @@
+// GPT-2 runs on the trainer: the set-up every gpt2 subcommand shares (tokenizer, model and data
+// loading with one-line errors), and `lowrank gpt2 train` as a function with every flag, so that
+// benchmarks, tests and the next GPT-2 loops (LoRA, classification) can call it or build on it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/gpt2/model.h"
+#include "models/gpt2/text_data.h"
+#include "models/gpt2/tokenizer.h"
+
+namespace lowrank::train {
+
+// ---- set-up shared by the gpt2 subcommands (`command` names the subcommand in messages: "gpt2 eval")
+
+// The tokenizer in `dir` (empty: Tokenizer::default_dir()); a missing folder or file is one line
+// that says where the files come from.
+models::gpt2::Tokenizer load_gpt2_tokenizer(const std::string& dir, const std::string& command);
+// The data pipeline's view of a tokenizer, fingerprinted by the vocabulary files in `dir`.
+models::gpt2::TextEncoder gpt2_text_encoder(const models::gpt2::Tokenizer& tok, const std::string& dir);
+// Ours or Hugging Face's, a folder or a .safetensors file (models::gpt2::load_any), with an error
+// that names the path when there is nothing there.
+std::unique_ptr<models::gpt2::Gpt2> load_gpt2_model(const std::string& path, const std::string& command);
+// Checks that the tokenizer's ids fit the model's vocabulary.
+void check_vocab_fits(const models::gpt2::Gpt2& model, const models::gpt2::Tokenizer& tok, const std::string& command);
+// Mean loss per target token of `model` (put in eval mode for the pass) over `batches`; NaN for none.
+double gpt2_mean_loss(models::gpt2::Gpt2& model, const std::vector<models::gpt2::Batch>& batches, Device device);
+
+// ---- `lowrank gpt2 train`
+
+inline constexpr const char* kGpt2DefaultOut = "runs/gpt2";
+// The presets `gpt2 train` offers: those with GPT-2's vocabulary (the tokenizer's).
+inline constexpr const char* kGpt2TrainPresets[] = {"small", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"};
+
+struct Gpt2TrainOptions {
+  std::vector<std::string> data;  // files or folders; empty: the fortunes folder
+  std::string preset = "small";   // one of kGpt2TrainPresets, unless config or init is given
+  std::string config;             // a config.json (ours or Hugging Face's)
+  std::string init;               // start from these weights (ours or HF; folder or file)
+  std::string resume;             // continue a run: its folder, one of its checkpoints, or a file in either
+  std::string out;                // empty: the folder --resume continues, else kGpt2DefaultOut
+  bool overwrite = false;         // replace a run already in out
+  std::string cache_dir;          // token cache folder (empty: the run folder)
+  std::string vocab;              // tokenizer folder (empty: Tokenizer::default_dir())
+  int64_t steps = 300;            // total optimizer steps (a resumed run counts the ones done)
+  double max_time = 0;            // stop this run before another step would pass this many seconds (0: no limit)
+  int64_t stop_at = 0;            // stop (with a checkpoint) on reaching this step; the schedule still spans `steps`
+  int64_t batch = 8;
+  int64_t seq_len = 0;  // 0: the model's n_ctx
+  double lr = 1e-3;
+  double min_lr = 1e-4;
+  int64_t warmup = -1;        // -1: min(100, steps / 10)
+  double weight_decay = 0.1;  // AdamW, on matrices and embeddings only (not biases, LayerNorm)
+  double beta1 = 0.9, beta2 = 0.95;
+  double grad_clip = 1.0;  // global norm (0: off)
+  double val_fraction = 0.05;
+  int64_t val_every = 50;   // steps between validation passes (0: only at start and end)
+  int64_t val_batches = 4;  // batches of consecutive windows from the validation split
+  int64_t checkpoint_every = 100;
+  int64_t log_every = 10;
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  int threads = 0;
+  bool json = false;
+  bool progress = true;
+  bool log = true;  // a line per log interval and validation on stderr
+};
+
+struct Gpt2TrainPoint {
+  int64_t step = 0;
+  double loss = 0;  // train: mean over the interval; val: mean over the validation windows
+  double lr = 0, tokens_per_s = 0, seconds = 0;
+  int64_t tokens = 0;
+};
+
+struct Gpt2TrainResult {
+  std::vector<Gpt2TrainPoint> train, val;  // the whole history, including before a resume
+  int64_t start_step = 0, final_step = 0;
+  bool stopped_early = false;  // by --max-time or --stop-at
+  double seconds = 0;          // this run's training time (validation and checkpoints included)
+  double train_seconds = 0;    // this run's time in training steps alone
+  int64_t run_tokens = 0;      // tokens trained on in this run
+  int64_t train_tokens = 0, val_tokens = 0, documents = 0;
+  bool data_from_cache = false;
+  double data_seconds = 0;
+  std::string data_cache, model_dir, metrics_path, config_path, optimizer_path, checkpoint_dir, loss_curve_path;
+  int64_t parameters = 0;
+  std::shared_ptr<models::gpt2::Gpt2> model;
+};
+
+Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& options);
+
+}  // namespace lowrank::train
