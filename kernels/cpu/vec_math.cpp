@@ -92,8 +92,7 @@ bool has_avx2() {
   return s;
 }
 
-[[gnu::target("avx2,fma")]] void exp_shift_scale_avx2(const float* x, float* out, int64_t n, float shift,
-                                                       float scale) {
+[[gnu::target("avx2,fma")]] void exp_shift_scale_avx2(const float* x, float* out, int64_t n, float shift, float scale) {
   const __m256 sh = _mm256_set1_ps(shift), sc = _mm256_set1_ps(scale);
   int64_t j = 0;
   for (; j + 8 <= n; j += 8)
@@ -137,9 +136,8 @@ bool has_avx2() {
   for (; j + 8 <= n; j += 8) {
     const __m256 v = _mm256_loadu_ps(x + j);
     const __m256 s = gelu_gate256(v);
-    const __m256 du =
-        _mm256_mul_ps(_mm256_set1_ps(kSqrt2OverPi),
-                      _mm256_fmadd_ps(_mm256_set1_ps(3.0f * kGeluC), _mm256_mul_ps(v, v), one));
+    const __m256 du = _mm256_mul_ps(_mm256_set1_ps(kSqrt2OverPi),
+                                    _mm256_fmadd_ps(_mm256_set1_ps(3.0f * kGeluC), _mm256_mul_ps(v, v), one));
     const __m256 ds = _mm256_mul_ps(_mm256_mul_ps(two, s), _mm256_sub_ps(one, s));
     const __m256 d = _mm256_fmadd_ps(_mm256_mul_ps(v, ds), du, s);
     _mm256_storeu_ps(out + j, _mm256_mul_ps(_mm256_loadu_ps(gy + j), d));

@@ -24,7 +24,8 @@ constexpr double kGeluTol = 2e-6;
 std::vector<float> ramp(int64_t n, float lo, float hi) {
   std::vector<float> v(static_cast<size_t>(n), lo);
   if (n == 1) return v;
-  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = lo + (hi - lo) * static_cast<float>(i) / static_cast<float>(n - 1);
+  for (int64_t i = 0; i < n; ++i)
+    v[static_cast<size_t>(i)] = lo + (hi - lo) * static_cast<float>(i) / static_cast<float>(n - 1);
   return v;
 }
 
