@@ -86,8 +86,14 @@ std::vector<Tensor> Module::parameters() const {
 
 std::vector<Tensor> Module::trainable_parameters() const {
   std::vector<Tensor> out;
+  for (auto& [n, t] : named_trainable_parameters()) out.push_back(t);
+  return out;
+}
+
+NamedTensors Module::named_trainable_parameters() const {
+  NamedTensors out;
   for (auto& [n, t] : named_parameters())
-    if (t.requires_grad()) out.push_back(t);
+    if (t.requires_grad()) out.emplace_back(n, t);
   return out;
 }
 

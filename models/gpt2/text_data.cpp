@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/clock.h"
 #include "core/io/file_util.h"
 #include "core/rng.h"
 
@@ -24,10 +24,6 @@ namespace {
 
 constexpr char kMagic[8] = {'L', 'R', 'G', 'P', 'T', '2', 'T', 'K'};
 constexpr size_t kHeaderBytes = 72;
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
