@@ -1,6 +1,7 @@
 // GPT-2 checkpoints: Hugging Face's layout <-> our module names, and our own folder format.
 #include "models/gpt2/checkpoint.h"
 
+#include <unistd.h>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -328,13 +329,45 @@ void load_hf_checkpoint(Gpt2& model, const std::string& path) {
   load_into(model, hf_to_state(f.tensors, model.config(), file.string()), file.string());
 }
 
-void save_hf_checkpoint(const Gpt2& model, const std::string& dir) {
+void write_folder(const std::string& dir, const std::function<void(const std::string& folder)>& fill) {
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  LR_CHECK(!ec, "GPT-2: cannot create folder '{}': {}", dir, ec.message());
-  io::save_safetensors((fs::path(dir) / kWeightsFile).string(), state_to_hf(model.state_dict(), model.config()),
-                       {{"format", "pt"}});
-  io::write_file_atomic((fs::path(dir) / kConfigFile).string(), model.config().to_json());
+  const fs::path target(dir);
+  if (fs::exists(target, ec)) {
+    LR_CHECK(fs::is_directory(target, ec), "GPT-2: '{}' exists and is not a folder", dir);
+    fill(dir);
+    return;
+  }
+  if (target.has_parent_path()) {
+    fs::create_directories(target.parent_path(), ec);
+    LR_CHECK(!ec, "GPT-2: cannot create folder '{}': {}", target.parent_path().string(), ec.message());
+  }
+  // The same temporary name pattern as io's atomic files (<name>.tmp.<pid>.<n>), which run folders clean up.
+  static int counter = 0;
+  const fs::path tmp = target.string() + detail::format(".tmp.{}.{}", static_cast<long long>(::getpid()), ++counter);
+  fs::create_directory(tmp, ec);
+  LR_CHECK(!ec, "GPT-2: cannot create folder '{}': {}", tmp.string(), ec.message());
+  try {
+    fill(tmp.string());
+    fs::rename(tmp, target, ec);
+    LR_CHECK(!ec, "GPT-2: cannot rename '{}' to '{}': {}", tmp.string(), dir, ec.message());
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+void save_hf_checkpoint(const Gpt2& model, const std::string& dir) {
+  // Checked and converted first: a model that cannot be saved leaves no folder behind.
+  for (const auto& [name, t] : model.named_parameters())
+    LR_CHECK(name.find("base_layer") == std::string::npos && name.find("lora_") == std::string::npos,
+             "GPT-2: save_hf_checkpoint needs a plain model, found '{}' (fold the adapters in with "
+             "nn::merge_and_unload, or save them with save_peft_adapter)",
+             name);
+  const std::map<std::string, Tensor> hf = state_to_hf(model.state_dict(), model.config());
+  write_folder(dir, [&](const std::string& folder) {
+    io::save_safetensors((fs::path(folder) / kWeightsFile).string(), hf, {{"format", "pt"}});
+    io::write_file_atomic((fs::path(folder) / kConfigFile).string(), model.config().to_json());
+  });
 }
 
 void save_checkpoint(const Gpt2& model, const std::string& dir, const std::map<std::string, std::string>& metadata) {
