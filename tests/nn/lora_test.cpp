@@ -251,8 +251,7 @@ TEST(LoRA, InjectingSeveralLayersKeepsEveryAdapterTrainable) {
   inject_lora(mlp, "layers.1", c);
   inject_lora(mlp, models::kMlpHiddenLayer, c);
   std::vector<std::string> trainable;
-  for (auto& [name, t] : mlp.named_parameters())
-    if (t.requires_grad()) trainable.push_back(name);
+  for (auto& [name, t] : mlp.named_trainable_parameters()) trainable.push_back(name);
   const std::vector<std::string> expected = {"layers.1.lora_A.weight", "layers.1.lora_B.weight",
                                              "layers.2.lora_A.weight", "layers.2.lora_B.weight"};
   EXPECT_EQ(trainable, expected);

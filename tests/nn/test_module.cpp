@@ -67,6 +67,12 @@ TEST(Module, ParameterCountTrainableAndTotal) {
   c = net.parameter_count();
   EXPECT_EQ(c.trainable, 5 * 3 + 3);
   EXPECT_EQ(net.trainable_parameters().size(), 2u);
+  std::vector<std::string> names;
+  for (auto& [n, t] : net.named_trainable_parameters()) {
+    names.push_back(n);
+    EXPECT_EQ(t.impl(), net.parameter(n).impl()) << n << ": a copy, not the module's own tensor";
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"layers.2.kernel", "layers.2.bias"}));
 }
 
 TEST(Module, FreezeStopsGradientsAndUnfreezeRestores) {

@@ -129,6 +129,10 @@ TEST_F(Gpt2Tool, TokenizeRefusesBadIdsAndFiles) {
   std::ofstream(dir_ / "bad4.json") << "[1, 2";
   expect_one_line_error(run("gpt2 tokenize --decode " + p("bad4.json") + vocab()), "not a valid JSON array");
   expect_one_line_error(run("gpt2 tokenize " + p("missing.txt") + vocab()), "cannot read");
+  // Nesting that overflowed nlohmann's recursive printer, and a folder given as the text file.
+  std::ofstream(dir_ / "deep.json") << std::string(100000, '[') + std::string(100000, ']');
+  expect_one_line_error(run("gpt2 tokenize --decode " + p("deep.json") + vocab()), "nested deeper than 64");
+  expect_one_line_error(run("gpt2 tokenize " + p("vocab") + vocab()), "is a folder, not a text file");
   expect_one_line_error(run("gpt2 tokenize " + p("bad1.txt") + " --vocab " + p("nowhere")), "vocabulary folder");
   // The toy vocabulary: one id per byte.
   std::ofstream(dir_ / "ab.txt") << "ab";
