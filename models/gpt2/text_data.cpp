@@ -191,6 +191,13 @@ bool read_token_cache(const std::string& path, uint64_t key, TokenData& out, std
     why = "the cache file's size does not match its header";
     return false;
   }
+  const uint64_t docs = get_u64(h + 48), val_docs = get_u64(h + 56), text_bytes = get_u64(h + 64);
+  // Each document starts with <|endoftext|>, so it holds at least one token; counts read as int64
+  // must not turn negative.
+  if (docs == 0 || docs > n_train + n_val || val_docs > docs || text_bytes > static_cast<uint64_t>(INT64_MAX)) {
+    why = "the cache header's document counts are impossible";
+    return false;
+  }
   TokenData d;
   d.key = key;
   d.documents = static_cast<int64_t>(get_u64(h + 48));
