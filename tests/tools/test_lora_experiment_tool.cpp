@@ -55,7 +55,7 @@ TEST_F(LoraExperimentTool, SmallRunWritesTableJsonFiguresAndAdapters) {
   EXPECT_EQ(j["phi_ranks"]["grid"]["rows"], 2);
   EXPECT_EQ(j["phi_ranks"]["grid"]["cols"], 4);
   EXPECT_DOUBLE_EQ(j["phi_ranks"]["mean_chance"].get<double>(), (1 + 2 + 3 + 4 + 2 + 2 + 3 + 4) / 8.0 / 128.0);
-  const std::string md = lowrank::testing::slurp_file(dir_ / "run" / "results.md");
+  const std::string md = lowrank::test::read_bytes(dir_ / "run" / "results.md");
   for (const char* term : {"| φ_r | chance | φ/chance |", "amplification = ", "compression = ", "## base_scale 0.9",
                            "`phi_ranks.png`: lora runs at base_scale 0.9, seed 0"})
     EXPECT_NE(md.find(term), std::string::npos) << term << "\n" << md;
@@ -74,7 +74,7 @@ TEST_F(LoraExperimentTool, SmallRunWritesTableJsonFiguresAndAdapters) {
   EXPECT_NE(again.out.find("| lora | 3 | 5 |"), std::string::npos) << again.out;
   EXPECT_FALSE(fs::exists(dir_ / "run2" / "base"));
   // results.json records the loaded base's real epochs (its metrics), not --base-epochs' default.
-  nlohmann::json j2 = nlohmann::json::parse(lowrank::testing::slurp_file(dir_ / "run2" / "results.json"));
+  nlohmann::json j2 = nlohmann::json::parse(lowrank::test::read_bytes(dir_ / "run2" / "results.json"));
   EXPECT_EQ(j2["options"]["base_epochs"], 1);
   EXPECT_EQ(j2["base"]["trained_here"], false);
 }
@@ -86,7 +86,7 @@ TEST_F(LoraExperimentTool, BaseScaleSweepOneRankTwoLayersRsLoraDropout) {
       run("lora-experiment --quiet --base-epochs 1 --train-limit 1000 --test-limit 500 --ranks 4 --seeds 0 "
           "--no-compression --base-scales 0.9,0 --layer layers.2 --layer layers.3 --rslora --dropout 0.1 "
           "--json --out " +
-          lowrank::testing::shell_quoted((dir_ / "run").string()));
+          lowrank::test::shell_quoted((dir_ / "run").string()));
   ASSERT_EQ(r.rc, 0) << r.err;
   nlohmann::json j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j["scales"].size(), 2u);
@@ -104,7 +104,7 @@ TEST_F(LoraExperimentTool, BaseScaleSweepOneRankTwoLayersRsLoraDropout) {
   for (const char* f : {"phi_ranks_bs0.9.png", "phi_seeds_bs0.9.png", "phi_ranks.png", "accuracy_vs_rank.png"})
     EXPECT_FALSE(fs::exists(d / f)) << f;
   EXPECT_FALSE(j.contains("phi_ranks"));
-  const std::string md = lowrank::testing::slurp_file(d / "results.md");
+  const std::string md = lowrank::test::read_bytes(d / "results.md");
   EXPECT_NE(md.find("## base_scale 0\n"), std::string::npos) << md;
   // Both layers adapted (128 -> 128 and 128 -> 10), one report each, all in one adapter file.
   EXPECT_EQ(j["runs"][0]["params"], 4 * (128 + 128) + 4 * (128 + 10));
@@ -117,7 +117,7 @@ TEST_F(LoraExperimentTool, BaseScaleSweepOneRankTwoLayersRsLoraDropout) {
   // rsLoRA: scale alpha / sqrt(r) = 4 / 2 with alpha = r.
   EXPECT_DOUBLE_EQ(j["runs"][0]["report"]["scale"].get<double>(), 2.0);
   const nlohmann::json cfg =
-      nlohmann::json::parse(lowrank::testing::slurp_file(d / "adapters/lora_r4_s0_bs0/adapter_config.json"));
+      nlohmann::json::parse(lowrank::test::read_bytes(d / "adapters/lora_r4_s0_bs0/adapter_config.json"));
   EXPECT_EQ(cfg["use_rslora"], true);
   EXPECT_DOUBLE_EQ(cfg["lora_dropout"].get<double>(), 0.1);
 }
