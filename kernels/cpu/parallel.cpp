@@ -131,7 +131,7 @@ class Pool {
 };
 
 std::mutex g_pool_mutex;
-std::unique_ptr<Pool> g_pool;  // created on first use or by set_num_threads
+std::unique_ptr<Pool> g_pool;   // created on first use or by set_num_threads
 std::atomic<int> g_threads{0};  // 0: not decided yet
 
 int default_threads() {
