@@ -127,7 +127,7 @@ Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t
 // agrees. Returns [B, Tq, H, D]. One autograd op (OpKind::Attention) with its own backward kernels.
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true, double scale = 0.0,
                  double dropout_p = 0.0, uint64_t seed = 0, uint64_t offset = 0);
-// Fused LoRA linear, DESIGN.md idea 6: base_scale * x W^T + b + scale * (x A^T) B^T over the last axis of x.
+// Fused LoRA linear (docs/design.md, idea 6): base_scale * x W^T + b + scale * (x A^T) B^T on x's last axis.
 Tensor lora_linear(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& a, const Tensor& bm, double scale,
                    double base_scale = 1.0);
 

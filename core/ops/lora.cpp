@@ -1,4 +1,4 @@
-// The fused LoRA linear op (DESIGN.md idea 6): y = base_scale·x Wᵀ + b + scale·(x Aᵀ) Bᵀ as one
+// The fused LoRA linear op (docs/design.md, idea 6): y = base_scale·x Wᵀ + b + scale·(x Aᵀ) Bᵀ as one
 // autograd op whose backward kernel gives dx, dA, dB, and dW/db only when they are trainable.
 #include "core/ops/op_util.h"
 

@@ -11,6 +11,7 @@
 
 #include "analysis/plot.h"
 #include "core/ops.h"
+#include "support/errors.h"
 
 using namespace lowrank;
 using namespace lowrank::analysis;
@@ -51,15 +52,6 @@ std::pair<uint32_t, uint32_t> png_size(const std::string& file) {
     return uint32_t(h[o]) << 24 | uint32_t(h[o + 1]) << 16 | uint32_t(h[o + 2]) << 8 | h[o + 3];
   };
   return {be32(16), be32(20)};
-}
-
-void expect_error(const std::function<void()>& f, const std::string& fragment) {
-  try {
-    f();
-    FAIL() << "no throw, expected " << fragment;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
 }
 
 std::vector<Series> curves() {
@@ -137,23 +129,39 @@ TEST_F(Plot, ConcurrentCallsAreSerialised) {
 }
 
 TEST_F(Plot, BadInputWritesNothing) {
-  expect_error([&] { plot_heatmap(path("a.png"), std::vector<double>(5), 2, 3); }, "do not fill");
-  expect_error([&] { plot_heatmap(path("a.png"), std::vector<double>{0, NAN}, 1, 2); }, "NaN or Inf");
+  EXPECT_TRUE(test::throws_with([&] { plot_heatmap(path("a.png"), std::vector<double>(5), 2, 3); }, {"do not fill"}));
+  EXPECT_TRUE(test::throws_with(
+      [&] {
+        plot_heatmap(path("a.png"), std::vector<double>{0, NAN}, 1, 2);
+      },
+      {"NaN or Inf"}));
   HeatmapOptions bad_range;
   bad_range.vmin = 1, bad_range.vmax = 0;
-  expect_error([&] { plot_heatmap(path("a.png"), std::vector<double>{0, 1}, 1, 2, bad_range); }, "colour range");
-  expect_error([&] { plot_heatmap(path("a.png"), Tensor::zeros({3})); }, "2-D");
-  expect_error([&] { plot_lines(path("a.png"), {}); }, "no series");
-  expect_error([&] { plot_lines(path("a.png"), {Series{"s", {1, 2}, {1}}}); }, "'s' has 2 x and 1 y");
-  expect_error([&] { plot_lines(path("a.png"), {Series{"s", {}, {}}}); }, "has 0 x");
-  expect_error([&] { plot_lines(path("a.png"), {Series{"s", {1, 2}, {1, INFINITY}}}); }, "NaN or Inf");
+  EXPECT_TRUE(test::throws_with(
+      [&] {
+        plot_heatmap(path("a.png"), std::vector<double>{0, 1}, 1, 2, bad_range);
+      },
+      {"colour range"}));
+  EXPECT_TRUE(test::throws_with([&] { plot_heatmap(path("a.png"), Tensor::zeros({3})); }, {"2-D"}));
+  EXPECT_TRUE(test::throws_with([&] { plot_lines(path("a.png"), {}); }, {"no series"}));
+  EXPECT_TRUE(test::throws_with(
+      [&] {
+        plot_lines(path("a.png"), {Series{"s", {1, 2}, {1}}});
+      },
+      {"'s' has 2 x and 1 y"}));
+  EXPECT_TRUE(test::throws_with([&] { plot_lines(path("a.png"), {Series{"s", {}, {}}}); }, {"has 0 x"}));
+  EXPECT_TRUE(test::throws_with(
+      [&] {
+        plot_lines(path("a.png"), {Series{"s", {1, 2}, {1, INFINITY}}});
+      },
+      {"NaN or Inf"}));
   LineOptions log;
   log.log_y = true;
-  expect_error([&] { plot_lines(path("a.png"), {Series{"s", {1, 2}, {1, 0}}}, log); }, "log axis");
+  EXPECT_TRUE(test::throws_with([&] { plot_lines(path("a.png"), {Series{"s", {1, 2}, {1, 0}}}, log); }, {"log axis"}));
   LineOptions tiny;
   tiny.width = 10;
-  expect_error([&] { plot_lines(path("a.png"), curves(), tiny); }, "figure size");
-  expect_error([&] { plot_lines(path("no/such/folder/a.png"), curves()); }, "does not exist");
+  EXPECT_TRUE(test::throws_with([&] { plot_lines(path("a.png"), curves(), tiny); }, {"figure size"}));
+  EXPECT_TRUE(test::throws_with([&] { plot_lines(path("no/such/folder/a.png"), curves()); }, {"does not exist"}));
   EXPECT_TRUE(listing().empty());
 }
 

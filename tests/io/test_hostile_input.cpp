@@ -11,12 +11,13 @@
 #include "core/ops.h"
 #include "core/ops/einsum_equation.h"
 #include "core/size_check.h"
-#include "io_test_util.h"
 #include "models/gpt2/text_data.h"
 #include "nn/layers.h"
+#include "support/errors.h"
+#include "support/files.h"
 
 using namespace lowrank;
-using namespace lowrank::testing_io;
+using namespace lowrank::test;
 
 namespace {
 

@@ -7,34 +7,26 @@
 #include <nlohmann/json.hpp>
 
 #include "core/io/safetensors.h"
-#include "core/test_util.h"
 #include "models/gpt2/checkpoint.h"
-#include "models/gpt2_test_util.h"
+#include "support/compare.h"
+#include "support/errors.h"
+#include "support/files.h"
+#include "support/gpt2.h"
 
 using namespace lowrank;
 using namespace lowrank::models::gpt2;
-using lowrank::testing::throws_with;
+using lowrank::test::TempDir;
+using lowrank::test::throws_with;
 namespace fs = std::filesystem;
 
 namespace {
 
 std::string config_with(const std::string& key, const nlohmann::json& value) {
-  nlohmann::json j = nlohmann::json::parse(gpt2_test::tiny_config().to_json());
+  nlohmann::json j = nlohmann::json::parse(test::tiny_config().to_json());
   j[key] = value;
   if (key == "n_ctx") j.erase("n_positions");  // n_positions would win
   return j.dump();
 }
-
-struct TempDir {
-  TempDir() {
-    path = fs::temp_directory_path() / ("lowrank_gpt2_hostile_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path path;
-};
 
 }  // namespace
 
@@ -58,7 +50,7 @@ TEST(Gpt2HostileConfig, SizesOutsideSaneBoundsNameTheField) {
 
 TEST(Gpt2HostileConfig, FileErrorsNameTheFile) {
   TempDir dir;
-  const std::string path = (dir.path / "config.json").string();
+  const std::string path = (dir.path() / "config.json").string();
   std::ofstream(path) << config_with("n_embd", int64_t{1} << 31);
   EXPECT_TRUE(throws_with([&] { Config::from_json_file(path); }, {path, "n_embd"}));
   std::ofstream(path, std::ios::trunc) << "{\"n_layer\":" + std::string(100000, '[') + "1" + std::string(100000, ']');
@@ -67,18 +59,18 @@ TEST(Gpt2HostileConfig, FileErrorsNameTheFile) {
 
 TEST(Gpt2HostileCheckpoint, ConfigPromisingMoreLayersIsRefusedBeforeBuilding) {
   TempDir dir;
-  Gpt2 model(gpt2_test::tiny_config());
-  save_checkpoint(model, dir.path.string());
-  const std::string file = (dir.path / "model.safetensors").string();
+  Gpt2 model(test::tiny_config());
+  save_checkpoint(model, dir.path().string());
+  const std::string file = (dir.path() / "model.safetensors").string();
   io::SafetensorsFile f = io::load_safetensors(file);
   // 1000 layers 4096 wide: a model of 800 GB, which must never be allocated to find out.
-  Config lie = gpt2_test::tiny_config();
+  Config lie = test::tiny_config();
   lie.n_layer = 1000, lie.n_embd = 4096, lie.n_head = 16;
   f.metadata["config"] = lie.to_json();
   io::save_safetensors(file, f.tensors, f.metadata);
   std::string msg;
   try {
-    load_checkpoint(dir.path.string());
+    load_checkpoint(dir.path().string());
   } catch (const Error& e) {
     msg = e.what();
   }
@@ -93,11 +85,11 @@ TEST(Gpt2HostileCheckpoint, ConfigPromisingMoreLayersIsRefusedBeforeBuilding) {
 
 TEST(Gpt2HostileCheckpoint, IntegerWeightsAreRefusedByName) {
   TempDir dir;
-  Gpt2 model(gpt2_test::tiny_config());
-  save_checkpoint(model, dir.path.string());
-  const std::string file = (dir.path / "model.safetensors").string();
+  Gpt2 model(test::tiny_config());
+  save_checkpoint(model, dir.path().string());
+  const std::string file = (dir.path() / "model.safetensors").string();
   io::SafetensorsFile f = io::load_safetensors(file);
   f.tensors.at("ln_f.gamma") = Tensor::zeros(f.tensors.at("ln_f.gamma").shape(), DType::I32);
   io::save_safetensors(file, f.tensors, f.metadata);
-  EXPECT_TRUE(throws_with([&] { load_checkpoint(dir.path.string()); }, {"ln_f.gamma", "i32"}));
+  EXPECT_TRUE(throws_with([&] { load_checkpoint(dir.path().string()); }, {"ln_f.gamma", "i32"}));
 }

@@ -204,9 +204,9 @@ TEST(Gpt2Model, LoraOnQueryValueAndFcTrains) {
   std::vector<std::shared_ptr<nn::LoRA>> adapters;
   for (const char* path : {"h.0.attn.query", "h.0.attn.value", "h.1.mlp.fc"})
     adapters.push_back(nn::inject_lora(m, path, lc));
-  // inject_lora freezes the whole model, earlier adapters included: turn the adapters back on.
+  // inject_lora freezes the rest of the model but keeps the adapters injected before trainable.
   for (auto& a : adapters)
-    for (Tensor t : {a->lora_A(), a->lora_B()}) t.requires_grad_(true);
+    for (Tensor t : {a->lora_A(), a->lora_B()}) EXPECT_TRUE(t.requires_grad());
   EXPECT_EQ(m.submodule("h.0.attn.query").type_name(), "LoRA");
   auto named = m.named_parameters();
   optim::NamedParameters trainable;

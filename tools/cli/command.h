@@ -7,7 +7,7 @@
 
 namespace lowrank::cli {
 
-// Exit codes (DESIGN.md): 0 success, 1 runtime failure (bad file, NaN), 2 bad usage.
+// Exit codes (docs/design.md): 0 success, 1 runtime failure (bad file, NaN), 2 bad usage.
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
