@@ -11,12 +11,13 @@
 #include "core/ops.h"
 #include "core/ops/einsum_equation.h"
 #include "core/size_check.h"
-#include "io_test_util.h"
 #include "models/gpt2/text_data.h"
 #include "nn/layers.h"
+#include "support/errors.h"
+#include "support/files.h"
 
 using namespace lowrank;
-using namespace lowrank::testing_io;
+using namespace lowrank::test;
 
 namespace {
 
@@ -29,18 +30,6 @@ std::string safetensors_bytes(const std::string& header, const std::string& data
 
 std::string nested(size_t depth) {
   return std::string(depth, '[') + std::string(depth, ']');
-}
-
-// The message of the lowrank::Error `f` throws ("" and a test failure when it does not).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no lowrank::Error";
-  return "";
 }
 
 }  // namespace
