@@ -32,18 +32,6 @@ std::string nested(size_t depth) {
   return std::string(depth, '[') + std::string(depth, ']');
 }
 
-// The message of the lowrank::Error `f` throws ("" and a test failure when it does not).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no lowrank::Error";
-  return "";
-}
-
 }  // namespace
 
 TEST(HostileJson, DepthIsBoundedBeforeParsing) {
