@@ -130,8 +130,11 @@ class Pool {
   void* ctx_ = nullptr;
 };
 
+// Created on first use or by set_num_threads, and never destroyed at exit: a static destructor that
+// runs a kernel after the pool's own destructor would otherwise start a pool nobody joins. (The
+// mutex is constant-initialised and its destructor does nothing.)
 std::mutex g_pool_mutex;
-std::unique_ptr<Pool> g_pool;   // created on first use or by set_num_threads
+Pool* g_pool = nullptr;
 std::atomic<int> g_threads{0};  // 0: not decided yet
 
 int default_threads() {
@@ -144,7 +147,7 @@ Pool& pool() {
   if (!g_pool) {
     const int n = g_threads.load() > 0 ? g_threads.load() : default_threads();
     openblas_set_num_threads(1);  // GEMMs are split over this pool instead
-    g_pool = std::make_unique<Pool>(n);
+    g_pool = new Pool(n);
     g_threads = n;
   }
   return *g_pool;
@@ -182,9 +185,10 @@ void set_num_threads(int n) {
   if (n == 0) n = cpu::default_threads();
   std::lock_guard lock(cpu::g_pool_mutex);
   if (cpu::g_pool && cpu::g_pool->threads() == n) return;
-  cpu::g_pool.reset();  // joins the old workers
+  delete cpu::g_pool;  // joins the old workers
+  cpu::g_pool = nullptr;
   openblas_set_num_threads(1);
-  cpu::g_pool = std::make_unique<cpu::Pool>(n);
+  cpu::g_pool = new cpu::Pool(n);
   cpu::g_threads = n;
 }
 
