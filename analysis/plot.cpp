@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "analysis/plot_lock.h"
 #include "core/ops.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -28,11 +29,17 @@ extern "C" const char* __lsan_default_options() {
 #endif
 
 namespace lowrank::analysis {
+
+std::mutex& detail::plplot_mutex() {
+  static std::mutex m;
+  return m;
+}
+
 namespace {
 
 namespace fs = std::filesystem;
 
-std::mutex g_plot_mutex;
+std::mutex& g_plot_mutex = detail::plplot_mutex();
 // The first warning PLplot raised (plabort) while drawing the current figure; g_plot_mutex guards it.
 std::string g_plot_warning;
 
