@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -104,6 +105,41 @@ TEST_F(Plot, LinesLinearAndLogAxes) {
   EXPECT_EQ(listing(), (std::vector<std::string>{"lin.png", "log.png", "loglog.png"}));
   EXPECT_EQ(png_size(path("loglog.png")), (std::pair<uint32_t, uint32_t>{500, 400}));
   EXPECT_EQ(png_size(path("lin.png")), (std::pair<uint32_t, uint32_t>{900, 600}));
+}
+
+// Reference levels: a contour on a heatmap (φ against chance), labelled horizontal lines, a fixed
+// y range that clips, an outside legend and caption lines. Set LOWRANK_KEEP_PLOTS=DIR to look at them.
+TEST_F(Plot, ReferenceLevelsCaptionsAndFixedRange) {
+  const int64_t rows = 8, cols = 16, n = 32;
+  std::vector<double> v, chance;
+  for (int64_t i = 1; i <= rows; ++i)
+    for (int64_t j = 1; j <= cols; ++j) {
+      v.push_back(0.9 * std::exp(-0.15 * static_cast<double>(i + j)) + 0.1);
+      chance.push_back(static_cast<double>(std::max(i, j)) / static_cast<double>(n));
+    }
+  HeatmapOptions h;
+  h.title = "phi with its chance level", h.vmin = 0, h.vmax = 1, h.colorbar_label = "phi";
+  h.reference = chance;
+  h.notes = {"white dashes: phi = chance max(i, j)/32", "a second caption line"};
+  plot_heatmap(path("contour.png"), v, rows, cols, h);
+  h.reference.pop_back();
+  expect_error([&] { plot_heatmap(path("bad.png"), v, rows, cols, h); }, "reference values");
+
+  LineOptions o;
+  o.title = "accuracy", o.markers = true, o.legend_outside = true, o.width = 1250;
+  o.hlines = {{"base: 0.8809", 0.8809, Stroke::Dashed}, {"scaled: 0.8810", 0.8810, Stroke::Dotted}};
+  o.y_min = 0.86, o.y_max = 0.90;  // the first point of each series falls below
+  o.notes = {"y zoomed: 2 points below the frame"};
+  std::vector<Series> s = {{"lora", {8, 32, 64}, {0.70, 0.875, 0.884}},
+                           {"chance", {8, 32, 64}, {0.65, 0.87, 0.88}, Stroke::Dashed, true}};
+  plot_lines(path("refs.png"), s, o);
+  EXPECT_EQ(png_size(path("refs.png")), (std::pair<uint32_t, uint32_t>{1250, 600}));
+  o.y_min = 0.9;
+  expect_error([&] { plot_lines(path("bad.png"), s, o); }, "y range");
+  EXPECT_EQ(listing(), (std::vector<std::string>{"contour.png", "refs.png"}));
+  if (const char* keep = std::getenv("LOWRANK_KEEP_PLOTS"))
+    for (const char* f : {"contour.png", "refs.png"})
+      fs::copy_file(path(f), fs::path(keep) / f, fs::copy_options::overwrite_existing);
 }
 
 TEST_F(Plot, OverwritesAnExistingFigure) {

@@ -122,8 +122,7 @@ FigureNotes figure_notes(const LoraExperimentOptions& o, const LoraExperimentRes
                   " vs seed " + std::to_string(o.seeds[1]) + "; white dashes: phi = chance max(i, j)/" + n;
   f.delta_phi = "lora runs at base_scale " + bs + ", seed " + s0 + " only, one line per rank; grey: chance k/" + n;
   f.delta_error = "lora at base_scale " + bs + " (" + seeds_text(o) + ")" +
-                  (o.compression ? ", compress (seed " + s0 + ", against W)" : "") +
-                  ", and the least error any rank-r matrix reaches";
+                  (o.compression ? ", compress (seed " + s0 + ", against W)" : "") + ", Eckart-Young bound";
   f.accuracy = "lora at base_scale " + bs + " (" + seeds_text(o) + ")" +
                (o.compression ? ", compress (seed " + s0 + ")" : "") + (o.svd_baseline ? ", truncated SVD" : "");
   if (o.layers.size() > 1) {
@@ -412,7 +411,7 @@ std::vector<std::string> write_lora_experiment_figures(const LoraExperimentOptio
         err_lines.push_back(*s);
     if (!err_lines.empty()) {
       std::string p = (out / figure_file(o, "delta_vs_w_error", bs)).string();
-      analysis::LineOptions lo{.title = "relative error of dW = sBA against (1 - base_scale) W, base_scale " + bst,
+      analysis::LineOptions lo{.title = "rel. error of dW = sBA vs (1 - base_scale) W, base_scale " + bst,
                                .x_label = "rank r",
                                .y_label = "relative Frobenius error",
                                .markers = true};
@@ -451,10 +450,9 @@ std::vector<std::string> write_lora_experiment_figures(const LoraExperimentOptio
                              .x_label = "rank r",
                              .y_label = "test accuracy",
                              .markers = true};
-    lo.hlines = {
-        {"base model: " + fmt(r.base_acc), r.base_acc, analysis::Stroke::Dashed},
-        {"W x " + bst + ", no adapter: " + fmt(sr.scaled_acc) + (sr.scaled_acc < lo_y ? " (below the frame)" : ""),
-         sr.scaled_acc, analysis::Stroke::Dotted}};
+    lo.hlines = {{"base model: " + fmt(r.base_acc), r.base_acc, analysis::Stroke::Dashed},
+                 {"W x " + bst + ", no adapter: " + fmt(sr.scaled_acc) + (sr.scaled_acc < lo_y ? " (below)" : ""),
+                  sr.scaled_acc, analysis::Stroke::Dotted}};
     lo.y_min = lo_y, lo.y_max = hi_y, lo.legend_outside = true, lo.width = 1250;
     lo.notes = {notes.accuracy};
     if (below > 0)

@@ -1,0 +1,42 @@
+// The conventions every `lowrank` subcommand shares (README "Conventions"): one --threads default
+// (kDefaultThreads), the same --device, --json and --quiet flags, and exit code 2 for bad usage.
+#include <regex>
+#include <string>
+
+#include "support/tool_runner.h"
+#include "tools/cli/flags.h"
+
+namespace {
+
+using lowrank::test::ToolResult;
+
+class CliConventions : public lowrank::test::ToolTest {};
+
+const char* const kTrainingLike[] = {"train-mlp", "lora-experiment", "gpt2 train", "gpt2 eval", "gpt2 generate"};
+
+TEST_F(CliConventions, EverySubcommandHasTheSharedFlagsAndOneThreadsDefault) {
+  const std::regex threads_default("--threads[^\\n]*=([0-9]+)");
+  for (const char* sub : kTrainingLike) {
+    ToolResult help = run(std::string(sub) + " --help");
+    ASSERT_EQ(help.rc, 0) << sub;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(help.out, m, threads_default)) << sub << ":\n" << help.out;
+    EXPECT_EQ(std::stoi(m[1]), lowrank::cli::kDefaultThreads) << sub;
+    for (const char* flag : {"--device", "--json", "--quiet"})
+      EXPECT_NE(help.out.find(flag), std::string::npos) << sub << " lacks " << flag;
+  }
+}
+
+TEST_F(CliConventions, BadSharedFlagValuesAreUsageErrors) {
+  for (const char* sub : kTrainingLike) {
+    EXPECT_EQ(run(std::string(sub) + " --threads 100000").rc, 2) << sub;
+    EXPECT_EQ(run(std::string(sub) + " --device tpu").rc, 2) << sub;
+  }
+  // Ranges read as people write them, not as the type's limits.
+  ToolResult r = run("train-mlp --epochs 0");
+  EXPECT_EQ(r.rc, 2);
+  EXPECT_NE(r.err.find("a whole number >= 1"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("9223372036854775807"), std::string::npos) << r.err;
+}
+
+}  // namespace
