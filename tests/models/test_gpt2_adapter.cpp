@@ -11,16 +11,18 @@
 #include "core/autograd.h"
 #include "core/io/safetensors.h"
 #include "core/ops.h"
-#include "core/test_util.h"
 #include "models/gpt2/adapter.h"
 #include "models/gpt2/checkpoint.h"
-#include "models/gpt2_test_util.h"
 #include "nn/lora.h"
+#include "support/compare.h"
+#include "support/errors.h"
+#include "support/files.h"
+#include "support/gpt2.h"
 
 using namespace lowrank;
 using namespace lowrank::models::gpt2;
-using lowrank::testing::throws_with;
-namespace gt = lowrank::gpt2_test;
+using lowrank::test::throws_with;
+namespace gt = lowrank::test;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -30,20 +32,11 @@ namespace {
 // fused vs unfused): only summation order differs.
 constexpr gt::Tol kSamePath{1e-5, 1e-5};
 
-class TempDir {
+// The support folder, with "/" joining names as the checks below read best.
+class TempDir : public lowrank::test::TempDir {
  public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("lowrank_gpt2_adapter_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
+  std::string operator/(const std::string& name) const { return file(name); }
+  std::string str() const { return path().string(); }
 };
 
 std::unique_ptr<Gpt2> base_model(uint64_t seed = 7) {
@@ -153,7 +146,7 @@ TEST(Gpt2Adapter, ExportMatchesPeftFormulaOnTheHfLayout) {
     }
     nn::merge_and_unload(*m);
     auto ours = state_to_hf(m->state_dict(), m->config());
-    for (auto& [name, t] : hf_merged) EXPECT_TRUE(gt::close(ours.at(name), t, {1e-6, 1e-7}, name)) << rslora;
+    for (auto& [name, t] : hf_merged) EXPECT_TRUE(gt::all_close(ours.at(name), t, {1e-6, 1e-7}, name)) << rslora;
     // The key block of c_attn's B is zero: no adapter there.
     const Tensor B0 = a.tensors.at("base_model.model.transformer.h.0.attn.c_attn.lora_B.weight");
     EXPECT_EQ(max(abs(B0.slice(0, 16, 32))).item(), 0.0);
@@ -196,7 +189,7 @@ TEST(Gpt2Adapter, RoundTripGivesTheSameLogitsAndLayers) {
       EXPECT_EQ(loaded[i].lora->config().use_rslora, c.rslora);
       EXPECT_TRUE(gt::bitwise_equal(loaded[i].lora->lora_B(), orig[i].lora->lora_B()));
     }
-    EXPECT_TRUE(gt::close(logits_of(*fresh, ids), want, {0, 0}, "round trip"));
+    EXPECT_TRUE(gt::all_close(logits_of(*fresh, ids), want, {0, 0}, "round trip"));
   }
 }
 
@@ -228,7 +221,7 @@ TEST(Gpt2Adapter, LoadsAPeftTrainedCAttnAdapter) {
   auto want = base_model();
   want->load_state_dict(hf_to_state(hf, m->config()));
   const Tensor ids = gt::random_ids(2, 7, 50, 4);
-  EXPECT_TRUE(gt::close(logits_of(*m, ids), logits_of(*want, ids), kSamePath, "PEFT c_attn"));
+  EXPECT_TRUE(gt::all_close(logits_of(*m, ids), logits_of(*want, ids), kSamePath, "PEFT c_attn"));
 }
 
 TEST(Gpt2Adapter, RefusesBadAdapters) {
@@ -303,12 +296,12 @@ TEST(Gpt2Adapter, MergeAndUnloadGivesAPlainModelWithTheSameLogits) {
   EXPECT_FALSE(fs::exists(tmp / "hf"));
   EXPECT_EQ(nn::merge_and_unload(*m), 12);
   EXPECT_TRUE(gpt2_lora_layers(*m).empty());
-  EXPECT_TRUE(gt::close(logits_of(*m, ids), want, kSamePath, "merged"));
+  EXPECT_TRUE(gt::all_close(logits_of(*m, ids), want, kSamePath, "merged"));
   save_hf_checkpoint(*m, tmp / "hf");
   save_checkpoint(*m, tmp / "ours");
   for (const std::string& d : {tmp / "hf", tmp / "ours"}) {
     auto back = load_any(d);
-    EXPECT_TRUE(gt::close(logits_of(*back, ids), want, kSamePath, d));
+    EXPECT_TRUE(gt::all_close(logits_of(*back, ids), want, kSamePath, d));
   }
   for (auto& e : fs::directory_iterator(tmp.str()))
     EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
@@ -338,5 +331,5 @@ TEST(Gpt2Adapter, PissaExportsAsALoraOfTheOriginalWeights) {
   const Tensor ids = gt::random_ids(2, 8, 50, 8);
   auto fresh = base_model();
   apply_peft_adapter(*fresh, a);
-  EXPECT_TRUE(gt::close(logits_of(*fresh, ids), logits_of(*m, ids), kSamePath, "pissa"));
+  EXPECT_TRUE(gt::all_close(logits_of(*fresh, ids), logits_of(*m, ids), kSamePath, "pissa"));
 }

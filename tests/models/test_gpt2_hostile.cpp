@@ -7,19 +7,19 @@
 #include <nlohmann/json.hpp>
 
 #include "core/io/safetensors.h"
-#include "core/test_util.h"
 #include "models/gpt2/checkpoint.h"
-#include "models/gpt2_test_util.h"
+#include "support/errors.h"
+#include "support/gpt2.h"
 
 using namespace lowrank;
 using namespace lowrank::models::gpt2;
-using lowrank::testing::throws_with;
+using lowrank::test::throws_with;
 namespace fs = std::filesystem;
 
 namespace {
 
 std::string config_with(const std::string& key, const nlohmann::json& value) {
-  nlohmann::json j = nlohmann::json::parse(gpt2_test::tiny_config().to_json());
+  nlohmann::json j = nlohmann::json::parse(lowrank::test::tiny_config().to_json());
   j[key] = value;
   if (key == "n_ctx") j.erase("n_positions");  // n_positions would win
   return j.dump();
@@ -67,12 +67,12 @@ TEST(Gpt2HostileConfig, FileErrorsNameTheFile) {
 
 TEST(Gpt2HostileCheckpoint, ConfigPromisingMoreLayersIsRefusedBeforeBuilding) {
   TempDir dir;
-  Gpt2 model(gpt2_test::tiny_config());
+  Gpt2 model(lowrank::test::tiny_config());
   save_checkpoint(model, dir.path.string());
   const std::string file = (dir.path / "model.safetensors").string();
   io::SafetensorsFile f = io::load_safetensors(file);
   // 1000 layers 4096 wide: a model of 800 GB, which must never be allocated to find out.
-  Config lie = gpt2_test::tiny_config();
+  Config lie = lowrank::test::tiny_config();
   lie.n_layer = 1000, lie.n_embd = 4096, lie.n_head = 16;
   f.metadata["config"] = lie.to_json();
   io::save_safetensors(file, f.tensors, f.metadata);
@@ -93,7 +93,7 @@ TEST(Gpt2HostileCheckpoint, ConfigPromisingMoreLayersIsRefusedBeforeBuilding) {
 
 TEST(Gpt2HostileCheckpoint, IntegerWeightsAreRefusedByName) {
   TempDir dir;
-  Gpt2 model(gpt2_test::tiny_config());
+  Gpt2 model(lowrank::test::tiny_config());
   save_checkpoint(model, dir.path.string());
   const std::string file = (dir.path / "model.safetensors").string();
   io::SafetensorsFile f = io::load_safetensors(file);

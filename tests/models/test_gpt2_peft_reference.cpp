@@ -13,11 +13,11 @@
 #include "core/ops.h"
 #include "models/gpt2/adapter.h"
 #include "models/gpt2/checkpoint.h"
-#include "models/gpt2_test_util.h"
+#include "support/compare.h"
 
 using namespace lowrank;
 using namespace lowrank::models::gpt2;
-namespace gt = lowrank::gpt2_test;
+namespace gt = lowrank::test;
 using nlohmann::json;
 
 namespace {
@@ -66,7 +66,7 @@ TEST(Gpt2PeftReference, ImportGivesPeftsLogits) {
     const auto layers = load_peft_adapter(*m, case_dir(c));
     // The fixture has no metadata of ours: c_attn comes back as q, k, v sharing A.
     EXPECT_EQ(layers.size(), c.imported) << c.name;
-    EXPECT_TRUE(gt::close(logits_of(*m, ref.tensors.at("ids")), ref.tensors.at("logits"), kLogitsTol, c.name));
+    EXPECT_TRUE(gt::all_close(logits_of(*m, ref.tensors.at("ids")), ref.tensors.at("logits"), kLogitsTol, c.name));
   }
 }
 
@@ -83,7 +83,7 @@ TEST(Gpt2PeftReference, ExportGivesPeftsTensorsAndConfig) {
     s.lora.alpha = c.alpha;
     s.lora.use_rslora = c.rslora;
     for (const Gpt2LoraLayer& l : inject_gpt2_lora(*m, s)) l.lora->load_adapter_state(ours.tensors, l.path);
-    EXPECT_TRUE(gt::close(logits_of(*m, ref.tensors.at("ids")), ref.tensors.at("logits"), kLogitsTol, c.name));
+    EXPECT_TRUE(gt::all_close(logits_of(*m, ref.tensors.at("ids")), ref.tensors.at("logits"), kLogitsTol, c.name));
 
     const PeftAdapter mine = gpt2_adapter_to_peft(*m, "tests/fixtures/gpt2");
     ASSERT_EQ(mine.tensors.size(), peft.tensors.size()) << c.name;
