@@ -21,8 +21,8 @@
 
 using namespace lowrank;
 using namespace lowrank::models::gpt2;
-using lowrank::test::TempDir;
 using lowrank::test::throws_with;
+namespace gt = lowrank::test;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -30,11 +30,18 @@ namespace {
 
 // f32 logits of the same model through different but equivalent paths (adapter vs merged kernel,
 // fused vs unfused): only summation order differs.
-constexpr test::Tol kSamePath{1e-5, 1e-5};
+constexpr gt::Tol kSamePath{1e-5, 1e-5};
+
+// The support folder, with "/" joining names as the checks below read best.
+class TempDir : public lowrank::test::TempDir {
+ public:
+  std::string operator/(const std::string& name) const { return file(name); }
+  std::string str() const { return path().string(); }
+};
 
 std::unique_ptr<Gpt2> base_model(uint64_t seed = 7) {
   nn::Generator g(seed);
-  return std::make_unique<Gpt2>(test::tiny_config(), g);
+  return std::make_unique<Gpt2>(gt::tiny_config(), g);
 }
 
 Tensor logits_of(Gpt2& m, const Tensor& ids) {
@@ -48,8 +55,8 @@ void randomize(const std::vector<Gpt2LoraLayer>& layers, uint64_t seed) {
   NoGradGuard ng;
   for (const Gpt2LoraLayer& l : layers) {
     Tensor a = l.lora->lora_A(), b = l.lora->lora_B();
-    a.copy_(mul(test::random_ids(a.size(0), a.size(1), 1000, seed++).to(DType::F32), 1e-3));
-    b.copy_(sub(mul(test::random_ids(b.size(0), b.size(1), 1000, seed++).to(DType::F32), 2e-4), 0.1));
+    a.copy_(mul(gt::random_ids(a.size(0), a.size(1), 1000, seed++).to(DType::F32), 1e-3));
+    b.copy_(sub(mul(gt::random_ids(b.size(0), b.size(1), 1000, seed++).to(DType::F32), 2e-4), 0.1));
   }
 }
 
@@ -93,7 +100,7 @@ TEST(Gpt2Adapter, InjectsTargetsAndLayersAndFreezesTheBase) {
   const int64_t C = 16;
   EXPECT_EQ(m->parameter_count().trainable, 2 * (2 * C + C * 2) + (2 * C + 4 * C * 2));
   // Each layer draws its own A.
-  EXPECT_FALSE(test::bitwise_equal(layers[0].lora->lora_A(), layers[1].lora->lora_A()));
+  EXPECT_FALSE(gt::bitwise_equal(layers[0].lora->lora_A(), layers[1].lora->lora_A()));
   EXPECT_TRUE(throws_with([&] { inject_gpt2_lora(*m, spec({"key"}, 2, 4)); }, {"already has adapters"}));
   auto big = base_model();
   EXPECT_TRUE(throws_with([&] { inject_gpt2_lora(*big, spec({"query"}, 17, 4)); }, {"rank 17", "min(in, out) = 16"}));
@@ -139,7 +146,7 @@ TEST(Gpt2Adapter, ExportMatchesPeftFormulaOnTheHfLayout) {
     }
     nn::merge_and_unload(*m);
     auto ours = state_to_hf(m->state_dict(), m->config());
-    for (auto& [name, t] : hf_merged) EXPECT_TRUE(test::all_close(ours.at(name), t, {1e-6, 1e-7}, name)) << rslora;
+    for (auto& [name, t] : hf_merged) EXPECT_TRUE(gt::all_close(ours.at(name), t, {1e-6, 1e-7}, name)) << rslora;
     // The key block of c_attn's B is zero: no adapter there.
     const Tensor B0 = a.tensors.at("base_model.model.transformer.h.0.attn.c_attn.lora_B.weight");
     EXPECT_EQ(max(abs(B0.slice(0, 16, 32))).item(), 0.0);
@@ -148,7 +155,7 @@ TEST(Gpt2Adapter, ExportMatchesPeftFormulaOnTheHfLayout) {
 
 TEST(Gpt2Adapter, RoundTripGivesTheSameLogitsAndLayers) {
   TempDir tmp;
-  const Tensor ids = test::random_ids(2, 9, 50, 3);
+  const Tensor ids = gt::random_ids(2, 9, 50, 3);
   struct Case {
     std::vector<std::string> targets;
     std::vector<int64_t> layers;
@@ -162,7 +169,7 @@ TEST(Gpt2Adapter, RoundTripGivesTheSameLogitsAndLayers) {
     s.lora.use_rslora = c.rslora;
     randomize(inject_gpt2_lora(*m, s), 5);
     const Tensor want = logits_of(*m, ids);
-    const std::string dir = tmp.file("adapter_" + c.targets.front() + std::to_string(c.targets.size()));
+    const std::string dir = tmp / ("adapter_" + c.targets.front() + std::to_string(c.targets.size()));
     save_peft_adapter(*m, dir, "runs/gpt2");
     EXPECT_TRUE(fs::exists(dir + "/adapter_model.safetensors"));
     const json cfg = json::parse(std::ifstream(dir + "/adapter_config.json"));
@@ -180,9 +187,9 @@ TEST(Gpt2Adapter, RoundTripGivesTheSameLogitsAndLayers) {
       EXPECT_EQ(loaded[i].lora->config().r, 3);
       EXPECT_EQ(loaded[i].lora->config().alpha, 5.0);
       EXPECT_EQ(loaded[i].lora->config().use_rslora, c.rslora);
-      EXPECT_TRUE(test::bitwise_equal(loaded[i].lora->lora_B(), orig[i].lora->lora_B()));
+      EXPECT_TRUE(gt::bitwise_equal(loaded[i].lora->lora_B(), orig[i].lora->lora_B()));
     }
-    EXPECT_TRUE(test::all_close(logits_of(*fresh, ids), want, {0, 0}, "round trip"));
+    EXPECT_TRUE(gt::all_close(logits_of(*fresh, ids), want, {0, 0}, "round trip"));
   }
 }
 
@@ -195,8 +202,8 @@ TEST(Gpt2Adapter, LoadsAPeftTrainedCAttnAdapter) {
   a.config_json =
       R"({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 5, "lora_alpha": 10, "target_modules": ["c_attn"],
           "fan_in_fan_out": true, "bias": "none", "lora_dropout": 0.05, "layers_to_transform": [1]})";
-  const Tensor A = mul(test::random_ids(r, C, 1000, 1).to(DType::F32), 1e-3);
-  const Tensor B = sub(mul(test::random_ids(3 * C, r, 1000, 2).to(DType::F32), 2e-4), 0.1);
+  const Tensor A = mul(gt::random_ids(r, C, 1000, 1).to(DType::F32), 1e-3);
+  const Tensor B = sub(mul(gt::random_ids(3 * C, r, 1000, 2).to(DType::F32), 2e-4), 0.1);
   a.tensors["base_model.model.transformer.h.1.attn.c_attn.lora_A.weight"] = A;
   a.tensors["base_model.model.transformer.h.1.attn.c_attn.lora_B.weight"] = B;
   auto layers = apply_peft_adapter(*m, a);
@@ -213,8 +220,8 @@ TEST(Gpt2Adapter, LoadsAPeftTrainedCAttnAdapter) {
   }
   auto want = base_model();
   want->load_state_dict(hf_to_state(hf, m->config()));
-  const Tensor ids = test::random_ids(2, 7, 50, 4);
-  EXPECT_TRUE(test::all_close(logits_of(*m, ids), logits_of(*want, ids), kSamePath, "PEFT c_attn"));
+  const Tensor ids = gt::random_ids(2, 7, 50, 4);
+  EXPECT_TRUE(gt::all_close(logits_of(*m, ids), logits_of(*want, ids), kSamePath, "PEFT c_attn"));
 }
 
 TEST(Gpt2Adapter, RefusesBadAdapters) {
@@ -259,7 +266,7 @@ TEST(Gpt2Adapter, RefusesBadAdapters) {
   }
   {
     // Another model size: our metadata says so first; without it, the shapes do.
-    Config wide = test::tiny_config();
+    Config wide = gt::tiny_config();
     wide.n_embd = 32;
     nn::Generator g(1);
     Gpt2 big(wide, g);
@@ -272,8 +279,7 @@ TEST(Gpt2Adapter, RefusesBadAdapters) {
   {
     TempDir tmp;
     auto fresh = base_model();
-    EXPECT_TRUE(
-        throws_with([&] { load_peft_adapter(*fresh, tmp.path().string()); }, {"holds no adapter_model.safetensors"}));
+    EXPECT_TRUE(throws_with([&] { load_peft_adapter(*fresh, tmp.str()); }, {"holds no adapter_model.safetensors"}));
   }
 }
 
@@ -283,21 +289,21 @@ TEST(Gpt2Adapter, MergeAndUnloadGivesAPlainModelWithTheSameLogits) {
   Gpt2LoraSpec s = spec({"query", "key", "value", "out", "fc", "proj"}, 2, 4);
   s.lora.base_scale = nn::BaseScaleSchedule::constant(0.9);
   randomize(inject_gpt2_lora(*m, s), 9);
-  const Tensor ids = test::random_ids(2, 8, 50, 6);
+  const Tensor ids = gt::random_ids(2, 8, 50, 6);
   const Tensor want = logits_of(*m, ids);
   // With adapters in, an HF save is refused and leaves no folder behind.
-  EXPECT_TRUE(throws_with([&] { save_hf_checkpoint(*m, tmp.file("hf")); }, {"plain model", "merge_and_unload"}));
-  EXPECT_FALSE(fs::exists(tmp.file("hf")));
+  EXPECT_TRUE(throws_with([&] { save_hf_checkpoint(*m, tmp / "hf"); }, {"plain model", "merge_and_unload"}));
+  EXPECT_FALSE(fs::exists(tmp / "hf"));
   EXPECT_EQ(nn::merge_and_unload(*m), 12);
   EXPECT_TRUE(gpt2_lora_layers(*m).empty());
-  EXPECT_TRUE(test::all_close(logits_of(*m, ids), want, kSamePath, "merged"));
-  save_hf_checkpoint(*m, tmp.file("hf"));
-  save_checkpoint(*m, tmp.file("ours"));
-  for (const std::string& d : {tmp.file("hf"), tmp.file("ours")}) {
+  EXPECT_TRUE(gt::all_close(logits_of(*m, ids), want, kSamePath, "merged"));
+  save_hf_checkpoint(*m, tmp / "hf");
+  save_checkpoint(*m, tmp / "ours");
+  for (const std::string& d : {tmp / "hf", tmp / "ours"}) {
     auto back = load_any(d);
-    EXPECT_TRUE(test::all_close(logits_of(*back, ids), want, kSamePath, d));
+    EXPECT_TRUE(gt::all_close(logits_of(*back, ids), want, kSamePath, d));
   }
-  for (auto& e : fs::directory_iterator(tmp.path().string()))
+  for (auto& e : fs::directory_iterator(tmp.str()))
     EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
 }
 
@@ -314,16 +320,16 @@ TEST(Gpt2Adapter, PissaExportsAsALoraOfTheOriginalWeights) {
     for (const Gpt2LoraLayer& l : layers) initial[l.path] = {l.lora->lora_A().clone(), l.lora->lora_B().clone()};
     for (const Gpt2LoraLayer& l : layers) {  // "training" moves A and B away from where they started
       Tensor a = l.lora->lora_A(), b = l.lora->lora_B();
-      a.copy_(add(a, mul(test::random_ids(a.size(0), a.size(1), 100, 1).to(DType::F32), 1e-3)));
-      b.copy_(add(b, mul(test::random_ids(b.size(0), b.size(1), 100, 2).to(DType::F32), 1e-3)));
+      a.copy_(add(a, mul(gt::random_ids(a.size(0), a.size(1), 100, 1).to(DType::F32), 1e-3)));
+      b.copy_(add(b, mul(gt::random_ids(b.size(0), b.size(1), 100, 2).to(DType::F32), 1e-3)));
     }
   }
   EXPECT_TRUE(throws_with([&] { gpt2_adapter_to_peft(*m, "x"); }, {"PiSSA", "initial factors"}));
   const PeftAdapter a = gpt2_adapter_to_peft(*m, "x", &initial);
   EXPECT_EQ(config_of(a)["r"], 4);  // 2r, for c_attn (one q/k/v target) and c_fc alike
   EXPECT_TRUE(config_of(a)["rank_pattern"].empty());
-  const Tensor ids = test::random_ids(2, 8, 50, 8);
+  const Tensor ids = gt::random_ids(2, 8, 50, 8);
   auto fresh = base_model();
   apply_peft_adapter(*fresh, a);
-  EXPECT_TRUE(test::all_close(logits_of(*fresh, ids), logits_of(*m, ids), kSamePath, "pissa"));
+  EXPECT_TRUE(gt::all_close(logits_of(*fresh, ids), logits_of(*m, ids), kSamePath, "pissa"));
 }

@@ -14,10 +14,10 @@
 #include "models/gpt2/adapter.h"
 #include "models/gpt2/checkpoint.h"
 #include "support/compare.h"
-#include "support/gpt2.h"
 
 using namespace lowrank;
 using namespace lowrank::models::gpt2;
+namespace gt = lowrank::test;
 using nlohmann::json;
 
 namespace {
@@ -25,7 +25,7 @@ namespace {
 // Our f32 forward against PyTorch's f64 one on the same f32 weights: the f32 rounding of a
 // 2-block model with logits of order 1 (the base reference test's own tolerance, doubled for the
 // adapters' extra products).
-constexpr test::Tol kLogitsTol{2e-5, 4e-6};
+constexpr gt::Tol kLogitsTol{2e-5, 4e-6};
 
 struct Case {
   const char* name;
@@ -66,7 +66,7 @@ TEST(Gpt2PeftReference, ImportGivesPeftsLogits) {
     const auto layers = load_peft_adapter(*m, case_dir(c));
     // The fixture has no metadata of ours: c_attn comes back as q, k, v sharing A.
     EXPECT_EQ(layers.size(), c.imported) << c.name;
-    EXPECT_TRUE(test::all_close(logits_of(*m, ref.tensors.at("ids")), ref.tensors.at("logits"), kLogitsTol, c.name));
+    EXPECT_TRUE(gt::all_close(logits_of(*m, ref.tensors.at("ids")), ref.tensors.at("logits"), kLogitsTol, c.name));
   }
 }
 
@@ -83,13 +83,13 @@ TEST(Gpt2PeftReference, ExportGivesPeftsTensorsAndConfig) {
     s.lora.alpha = c.alpha;
     s.lora.use_rslora = c.rslora;
     for (const Gpt2LoraLayer& l : inject_gpt2_lora(*m, s)) l.lora->load_adapter_state(ours.tensors, l.path);
-    EXPECT_TRUE(test::all_close(logits_of(*m, ref.tensors.at("ids")), ref.tensors.at("logits"), kLogitsTol, c.name));
+    EXPECT_TRUE(gt::all_close(logits_of(*m, ref.tensors.at("ids")), ref.tensors.at("logits"), kLogitsTol, c.name));
 
     const PeftAdapter mine = gpt2_adapter_to_peft(*m, "tests/fixtures/gpt2");
     ASSERT_EQ(mine.tensors.size(), peft.tensors.size()) << c.name;
     for (const auto& [name, t] : peft.tensors) {
       ASSERT_TRUE(mine.tensors.count(name)) << name;
-      EXPECT_TRUE(test::bitwise_equal(mine.tensors.at(name), t)) << name;
+      EXPECT_TRUE(gt::bitwise_equal(mine.tensors.at(name), t)) << name;
     }
     const json got = json::parse(mine.config_json), want = json::parse(peft.config_json);
     for (const char* key : {"peft_type", "task_type", "r", "target_modules", "fan_in_fan_out", "use_rslora",
