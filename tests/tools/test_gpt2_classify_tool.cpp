@@ -7,13 +7,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/io/safetensors.h"
 #include "models/gpt2/checkpoint.h"
 #include "models/gpt2/model.h"
-#include "tools/tool_runner.h"
+#include "support/tool_runner.h"
 
-using lowrank::testing::shell_quoted;
-using lowrank::testing::slurp_file;
-using lowrank::testing::ToolResult;
+using lowrank::test::shell_quoted;
+using lowrank::test::ToolResult;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -39,7 +39,12 @@ std::string byte_symbol(int b) {
   return s;
 }
 
-class Gpt2ClassifyTool : public lowrank::testing::ToolTest {
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class Gpt2ClassifyTool : public lowrank::test::ToolTest {
  protected:
   void SetUp() override {
     ToolTest::SetUp();
@@ -125,7 +130,15 @@ TEST_F(Gpt2ClassifyTool, EveryModeLearnsTheToyTaskAndWritesItsOutputs) {
   EXPECT_EQ(j["modes"][0]["trainable_parameters"].get<int64_t>(), 2 * 2 * 32 + 48);
   EXPECT_EQ(j["modes"][2]["trainable_parameters"].get<int64_t>(), 48);
   EXPECT_EQ(j["modes"][1]["trainable_parameters"].get<int64_t>(), j["modes"][1]["total_parameters"].get<int64_t>());
-  EXPECT_TRUE(fs::is_regular_file(dir_ / "out" / "lora" / "adapter_model.safetensors"));
+  // The LoRA run's adapter is PEFT's for GPT2ForSequenceClassification: the fused c_attn adapter
+  // (query + value of rank 2: rank 4) and the head under modules_to_save.
+  const auto adapter = lowrank::io::load_safetensors((dir_ / "out" / "lora" / "adapter_model.safetensors").string());
+  EXPECT_EQ(adapter.tensors.at("base_model.model.score.weight").shape(), (lowrank::Shape{3, 16}));
+  EXPECT_EQ(adapter.tensors.at("base_model.model.transformer.h.0.attn.c_attn.lora_A.weight").shape(),
+            (lowrank::Shape{4, 16}));
+  const json peft = json::parse(slurp((dir_ / "out" / "lora" / "adapter_config.json").string()));
+  EXPECT_EQ(peft["task_type"], "SEQ_CLS");
+  EXPECT_EQ(peft["modules_to_save"], json({"score"}));
   EXPECT_TRUE(fs::is_regular_file(dir_ / "out" / "full" / "model.safetensors"));
   EXPECT_TRUE(fs::is_regular_file(dir_ / "out" / "results.json"));
   // A second run into the same folder is refused unless --overwrite.

@@ -13,6 +13,7 @@
 #include "core/autograd.h"
 #include "core/io/safetensors.h"
 #include "core/ops.h"
+#include "models/gpt2/adapter.h"
 #include "models/gpt2/checkpoint.h"
 #include "models/gpt2/classifier.h"
 #include "models/gpt2/label_data.h"
@@ -169,10 +170,8 @@ double default_lr(const std::string& mode) {
   return mode == "lora" ? 1e-3 : mode == "full" ? 1e-4 : 1e-2;
 }
 
-std::string target_layer(const std::string& target) {
-  for (const auto& t : kClassifyTargets)
-    if (target == t[0]) return t[1];
-  return {};
+bool known_target(const std::string& target) {
+  return std::find(std::begin(mg::kLoraTargets), std::end(mg::kLoraTargets), target) != std::end(mg::kLoraTargets);
 }
 
 optim::ParamGroups param_groups(const nn::Module& m, double weight_decay) {
@@ -208,26 +207,18 @@ ClassifyModeResult run_mode(const std::string& mode, const Context& c, const std
 
   std::shared_ptr<mg::Gpt2> base = load_gpt2_model(c.model_path, kClassifyCmd);
   base->to(c.device);
+  if (mode == "lora") {
+    mg::Gpt2LoraSpec spec;
+    spec.targets = o.targets;
+    spec.lora.r = o.rank, spec.lora.alpha = o.alpha, spec.lora.seed = o.seed ^ kLoraSeedSalt;
+    mg::inject_gpt2_lora(*base, spec);  // freezes the transformer but its adapters
+  } else if (mode == "probe") {
+    base->freeze();
+  }
+  // The head comes after the injection, so it stays trainable: PEFT's modules_to_save.
   nn::Generator head_gen(o.seed ^ kHeadSeedSalt);
   auto clf = std::make_shared<mg::Gpt2Classifier>(base, K, head_gen);
   clf->to(c.device);
-  std::vector<std::pair<std::string, const nn::LoRA*>> adapters;
-  std::vector<std::string> target_paths;
-  if (mode == "lora") {
-    // TODO(peft): switch to the shared "inject LoRA into these targets/layers" helper once it lands.
-    for (int64_t i = 0; i < base->config().n_layer; ++i)
-      for (const std::string& t : o.targets) {
-        nn::LoraConfig cfg;
-        cfg.r = o.rank, cfg.alpha = o.alpha;
-        cfg.seed = (o.seed ^ kLoraSeedSalt) + static_cast<uint64_t>(adapters.size());
-        const std::string path = "transformer." + mg::layer_path(i, target_layer(t));
-        adapters.emplace_back(path, nn::inject_lora(*clf, path, cfg).get());
-        target_paths.push_back(path);
-      }
-    clf->child("score").unfreeze();  // modules_to_save: the new head trains beside the adapters
-  } else if (mode == "probe") {
-    clf->transformer().freeze();
-  }
   const nn::ParameterCount count = clf->parameter_count();
   m.trainable_parameters = count.trainable;
   m.total_parameters = count.total;
@@ -323,7 +314,17 @@ ClassifyModeResult run_mode(const std::string& mode, const Context& c, const std
   trainer.hooks.save = [&](CheckpointWriter& w) {
     const std::map<std::string, std::string> meta = {{"format", "pt"}, {"classes", json(c.data.classes).dump()}};
     io::save_safetensors(w.path("score.safetensors"), clf->head_state(), meta);
-    if (mode == "lora") nn::save_lora_adapter(w.dir(), adapters);
+    if (mode == "lora") {
+      // PEFT's file for GPT2ForSequenceClassification: the c_attn/c_proj/c_fc adapters as
+      // models/gpt2/adapter exports them, plus the whole head under modules_to_save.
+      mg::PeftAdapter a = mg::gpt2_adapter_to_peft(clf->transformer(), c.model_path);
+      a.tensors["base_model.model.score.weight"] = clf->score_weight();
+      json peft = json::parse(a.config_json);
+      peft["task_type"] = "SEQ_CLS";
+      peft["modules_to_save"] = {"score"};
+      io::save_safetensors(w.path(mg::kAdapterWeightsFile), a.tensors, a.metadata);
+      io::write_file_atomic(w.path(mg::kAdapterConfigFile), peft.dump(2) + "\n");
+    }
     if (mode == "full") mg::save_checkpoint(clf->transformer(), w.dir());
   };
   trainer.hooks.progress_text = [&](const IntervalStats& s) {
@@ -404,8 +405,11 @@ ClassifyResult run_classify(const ClassifyOptions& o) {
   const bool lora = std::find(o.modes.begin(), o.modes.end(), "lora") != o.modes.end();
   if (lora && o.targets.empty()) usage_error("{}: --targets needs at least one layer", kClassifyCmd);
   for (const std::string& t : o.targets)
-    if (target_layer(t).empty())
+    if (!known_target(t))
       usage_error("{}: --targets '{}' matches no layer (query, key, value, out, fc, proj)", kClassifyCmd, t);
+  for (size_t i = 0; i < o.targets.size(); ++i)
+    if (std::find(o.targets.begin() + static_cast<int64_t>(i) + 1, o.targets.end(), o.targets[i]) != o.targets.end())
+      usage_error("{}: --targets names '{}' twice", kClassifyCmd, o.targets[i]);
   if (o.rank < 1) usage_error("{}: --rank must be >= 1, got {}", kClassifyCmd, o.rank);
   if (o.max_len < 1) usage_error("{}: --max-len must be >= 1, got {}", kClassifyCmd, o.max_len);
   if (o.batch < 1 || o.eval_batch < 1) usage_error("{}: --batch must be >= 1", kClassifyCmd);

@@ -11,11 +11,6 @@ namespace lowrank::train {
 
 inline constexpr const char* kClassifyDefaultOut = "runs/gpt2-classify";
 inline constexpr const char* kClassifyModes[] = {"lora", "full", "probe"};
-// --targets names -> the layer inside each block (models/gpt2/model.h).
-inline constexpr const char* kClassifyTargets[][2] = {{"query", "attn.query"}, {"key", "attn.key"},
-                                                      {"value", "attn.value"}, {"out", "attn.out"},
-                                                      {"fc", "mlp.fc"},        {"proj", "mlp.proj"}};
-
 struct ClassifyOptions {
   std::string model;                 // base GPT-2: our run folder/file or an HF folder; empty: runs/gpt2
   std::string data;                  // a folder (each file a class) or a label<TAB>text file; empty: fortunes
