@@ -8,11 +8,11 @@
 #include <nlohmann/json.hpp>
 
 #include "models/gpt2/checkpoint.h"
-#include "tools/tool_runner.h"
+#include "support/tool_runner.h"
 
-using lowrank::testing::shell_quoted;
-using lowrank::testing::slurp_file;
-using lowrank::testing::ToolResult;
+using lowrank::test::read_bytes;
+using lowrank::test::shell_quoted;
+using lowrank::test::ToolResult;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -37,7 +37,7 @@ std::string byte_symbol(int b) {
   return s;
 }
 
-class Gpt2LoraTool : public lowrank::testing::ToolTest {
+class Gpt2LoraTool : public lowrank::test::ToolTest {
  protected:
   void SetUp() override {
     ToolTest::SetUp();
@@ -92,7 +92,7 @@ TEST_F(Gpt2LoraTool, TrainsAdaptersBesideFullFineTuningAndWritesPeftFiles) {
   for (const char* file : {"adapter_model.safetensors", "adapter_config.json", "metrics.jsonl", "training_loss.png",
                            "config.json", "full-finetune/model.safetensors"})
     EXPECT_TRUE(fs::exists(dir_ / "lora" / file)) << file;
-  const json cfg = json::parse(slurp_file(dir_ / "lora" / "adapter_config.json"));
+  const json cfg = json::parse(read_bytes(dir_ / "lora" / "adapter_config.json"));
   EXPECT_EQ(cfg["peft_type"], "LORA");
   EXPECT_EQ(cfg["rank_pattern"]["c_attn"], 4);
   EXPECT_EQ(cfg["target_modules"], (json{"c_attn", "c_fc"}));
@@ -128,8 +128,8 @@ TEST_F(Gpt2LoraTool, ResumeGivesTheSameAdapterBitForBit) {
           "--val-every 3 --val-batches 2 --val-fraction 0.2 --checkpoint-every 3 --threads 1 "
           "--quiet --no-compare-full --dropout 0.1");
   ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_EQ(slurp_file(dir_ / "halves" / "adapter_model.safetensors"),
-            slurp_file(dir_ / "whole" / "adapter_model.safetensors"));
+  EXPECT_EQ(read_bytes(dir_ / "halves" / "adapter_model.safetensors"),
+            read_bytes(dir_ / "whole" / "adapter_model.safetensors"));
 }
 
 TEST_F(Gpt2LoraTool, BadInputIsOneLineAndLeavesNoOutput) {
