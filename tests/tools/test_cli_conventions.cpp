@@ -12,7 +12,8 @@ using lowrank::test::ToolResult;
 
 class CliConventions : public lowrank::test::ToolTest {};
 
-const char* const kTrainingLike[] = {"train-mlp", "lora-experiment", "gpt2 train", "gpt2 eval", "gpt2 generate"};
+const char* const kTrainingLike[] = {"train-mlp",     "lora-experiment", "gpt2 train",   "gpt2 eval",
+                                     "gpt2 generate", "gpt2 lora",       "gpt2 classify"};
 
 TEST_F(CliConventions, EverySubcommandHasTheSharedFlagsAndOneThreadsDefault) {
   const std::regex threads_default("--threads[^\\n]*=([0-9]+)");
