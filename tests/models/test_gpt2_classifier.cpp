@@ -8,16 +8,17 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
-#include "gpt2_test_util.h"
 #include "models/gpt2/classifier.h"
 #include "models/gpt2/label_data.h"
 #include "models/gpt2/text_data.h"
+#include "support/compare.h"
+#include "support/gpt2.h"
 
 namespace lowrank {
 namespace {
 
 namespace fs = std::filesystem;
-namespace gt = gpt2_test;
+namespace gt = lowrank::test;
 using models::gpt2::Gpt2;
 using models::gpt2::Gpt2Classifier;
 
@@ -61,11 +62,11 @@ TEST(Gpt2Classifier, PaddedLastTokenPoolingEqualsEachSequenceAlone) {
       const int64_t n = static_cast<int64_t>(seqs[i].size());
       const Tensor alone =
           clf->forward(Tensor::from_vector(seqs[i], {1, n}), Tensor::from_vector(std::vector<int64_t>{n}, {1}));
-      EXPECT_TRUE(gt::close(batched.slice(0, static_cast<int64_t>(i), static_cast<int64_t>(i) + 1), alone, kSameMathTol,
-                            "row " + std::to_string(i)));
+      EXPECT_TRUE(gt::all_close(batched.slice(0, static_cast<int64_t>(i), static_cast<int64_t>(i) + 1), alone,
+                                kSameMathTol, "row " + std::to_string(i)));
       // And the HF definition itself: the head on every position, then the last real one.
       const Tensor all = clf->head(clf->transformer().hidden_states(Tensor::from_vector(seqs[i], {1, n})));
-      EXPECT_TRUE(gt::close(alone, all.slice(1, n - 1, n).reshape({1, 3}), kSameMathTol, "all positions"));
+      EXPECT_TRUE(gt::all_close(alone, all.slice(1, n - 1, n).reshape({1, 3}), kSameMathTol, "all positions"));
     }
   }
 }

@@ -9,11 +9,12 @@
 
 #include "models/gpt2/checkpoint.h"
 #include "models/gpt2/model.h"
-#include "tools/tool_runner.h"
+#include "support/files.h"
+#include "support/tool_runner.h"
 
-using lowrank::testing::shell_quoted;
-using lowrank::testing::slurp_file;
-using lowrank::testing::ToolResult;
+using lowrank::test::read_bytes;
+using lowrank::test::shell_quoted;
+using lowrank::test::ToolResult;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -39,7 +40,7 @@ std::string byte_symbol(int b) {
   return s;
 }
 
-class Gpt2ClassifyTool : public lowrank::testing::ToolTest {
+class Gpt2ClassifyTool : public lowrank::test::ToolTest {
  protected:
   void SetUp() override {
     ToolTest::SetUp();
