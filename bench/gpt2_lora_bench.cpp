@@ -8,7 +8,7 @@
 //     speedup                          full step time / LoRA step time (median of per-pair ratios)
 //     lora_optimizer_MiB, full_optimizer_MiB, optimizer_state_ratio   AdamW moments after a step
 //   BM_StepPeakRss/<lora>/<preset>/<batch>/<seq>    one model, one kind of step: peak_rss_MiB is the
-//     whole process's, so run each alone (--benchmark_filter='BM_StepPeakRss/1/0/8/256$').
+//     whole process's, so run each alone (--benchmark_filter='BM_StepPeakRss/1/0/8/256/').
 //
 // The goal: LoRA >= 1.4x full fine-tuning's tokens/s (the frozen base skips its weight
 // gradients, the tied head's gradient and AdamW on ~all weights); optimizer state <= 1%.
