@@ -88,7 +88,16 @@ SimilarityGrid adapter_similarity(const Tensor& m1, const Tensor& m2, AdapterSid
            "adapter_similarity: {} {} and {} differ in their shared dimension ({} vs {})",
            side == AdapterSide::RightOfA ? "A matrices" : "B matrices", m1.shape(), m2.shape(), m1.size(axis),
            m2.size(axis));
-  return subspace_similarity_grid(singular_basis(m1, side), singular_basis(m2, side));
+  // A zero matrix has no singular directions: SVD still returns a basis, but an arbitrary one, and
+  // φ computed from it would look like a result (an adapter whose lora_A never left zero).
+  auto basis = [&](const Tensor& m, const char* which) {
+    Svd d = svd(m);
+    LR_CHECK(max(d.s).item() > 0.0,
+             "adapter_similarity: the {} matrix {} is all zeros; its singular vectors, and so phi, are undefined",
+             which, m.shape());
+    return side == AdapterSide::RightOfA ? d.vt.mT() : d.u;
+  };
+  return subspace_similarity_grid(basis(m1, "first"), basis(m2, "second"));
 }
 
 }  // namespace lowrank::analysis

@@ -93,11 +93,13 @@ struct Backend {
   // Softmax over the last axis of contiguous [rows, cols]; log selects log_softmax.
   void (*softmax)(const Tensor& x, const Tensor& y, bool log) = nullptr;
   void (*softmax_backward)(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) = nullptr;
-  // logits contiguous [N, C], labels int64 [N]; losses [N] (0 where the label is ignore_index).
-  void (*cross_entropy)(const Tensor& logits, const Tensor& labels, int64_t ignore_index,
-                        const Tensor& losses) = nullptr;
-  // grad_logits[i] = (softmax(logits[i]) - onehot(labels[i])) * grad_losses[i] (0 where ignored).
-  void (*cross_entropy_backward)(const Tensor& logits, const Tensor& labels, int64_t ignore_index,
+  // logits contiguous [N, C], labels int64 [N]; losses [N] (0 where the label is ignore_index)
+  // and lse [N], each row's log-sum-exp, kept for backward (any value where ignored).
+  void (*cross_entropy)(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& losses,
+                        const Tensor& lse) = nullptr;
+  // grad_logits[i] = (exp(logits[i] - lse[i]) - onehot(labels[i])) * grad_losses[i] (0 where
+  // ignored); lse is forward's.
+  void (*cross_entropy_backward)(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& lse,
                                  const Tensor& grad_losses, const Tensor& grad_logits) = nullptr;
   // Over the last axis of contiguous [rows, D]; w, b [D] (always defined: the op passes ones and
   // zeros when the user gives none); mean, rstd [rows] in x's dtype.

@@ -14,7 +14,16 @@ void throw_error(const char* file, int line, const std::string& message) {
       break;
     }
   }
-  throw Error(message + " (" + rel + ":" + std::to_string(line) + ")");
+  // The last guard against echoing unbounded input (a 10 MB tensor name, a JSON value): no message
+  // a person reads needs more than this.
+  constexpr size_t kMaxMessage = 2000;
+  std::string text = message;
+  if (text.size() > kMaxMessage) {
+    size_t cut = kMaxMessage;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // keep UTF-8 whole
+    text = text.substr(0, cut) + "... (" + std::to_string(message.size()) + " bytes)";
+  }
+  throw Error(text + " (" + rel + ":" + std::to_string(line) + ")");
 }
 
 }  // namespace lowrank

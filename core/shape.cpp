@@ -2,12 +2,28 @@
 #include "core/shape.h"
 
 #include "core/error.h"
+#include "core/size_check.h"
 
 namespace lowrank {
 
+// Checked: a negative dimension or a product past INT64_MAX (a lying file or config) throws naming
+// the shape instead of wrapping into a small allocation.
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  bool overflow = false;
+  for (int64_t d : s) {
+    LR_CHECK(d >= 0, "shape {} has a negative dimension", s);
+    overflow |= __builtin_mul_overflow(n, d, &n);
+  }
+  // Checked after the loop: a later 0 does not make an overflowing shape valid to build.
+  LR_CHECK(!overflow, "shape {} has more elements than a 64-bit count holds", s);
+  return n;
+}
+
+int64_t checked_nbytes(int64_t numel, int64_t elem_size, const char* what) {
+  int64_t n = 0;
+  LR_CHECK(numel >= 0 && elem_size >= 0 && !__builtin_mul_overflow(numel, elem_size, &n),
+           "{}: {} elements of {} bytes overflow a 64-bit byte count", what, numel, elem_size);
   return n;
 }
 

@@ -10,6 +10,7 @@
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/pool.h"
+#include "core/size_check.h"
 
 namespace lowrank {
 namespace {
@@ -85,8 +86,9 @@ void format_elem(std::ostream& os, T v) {
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape) LR_CHECK(d >= 0, "empty: negative size in shape {}", shape);
+  const int64_t nbytes = checked_nbytes(shape_numel(shape), static_cast<int64_t>(dtype_size(dtype)), "empty");
   auto impl = detail::make_pooled<TensorImpl>();
-  impl->storage = detail::make_pooled<Storage>(shape_numel(shape) * dtype_size(dtype), device);
+  impl->storage = detail::make_pooled<Storage>(nbytes, device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;

@@ -279,6 +279,18 @@ std::shared_ptr<LoRA> inject_lora(Module& model, const std::string& path, const 
   return lora;
 }
 
+int64_t merge_and_unload(Module& model) {
+  std::vector<std::pair<std::string, std::shared_ptr<LoRA>>> adapters;
+  for (auto& [path, m] : model.named_modules())
+    if (dynamic_cast<LoRA*>(m) != nullptr)
+      adapters.emplace_back(path, std::dynamic_pointer_cast<LoRA>(model.submodule_ptr(path)));
+  for (auto& [path, lora] : adapters) {
+    if (!lora->merged()) lora->merge();
+    model.replace_submodule(path, lora->base_ptr());
+  }
+  return static_cast<int64_t>(adapters.size());
+}
+
 std::string lora_adapter_config_json(const LoraConfig& c, const std::vector<std::string>& target_modules) {
   nlohmann::json j;
   j["peft_type"] = "LORA";

@@ -68,10 +68,13 @@ class LoRA : public Module {
   int64_t schedule_step() const { return step_; }
   void advance(int64_t steps = 1) { step_ += steps; }
   void set_schedule_step(int64_t step) { step_ = step; }
+  // The adapter's own Philox stream (init, then dropout masks): save and restore it to replay a run.
+  Generator& generator() { return gen_; }
 
   const Tensor& lora_A() const { return a_; }  // [r, in]
   const Tensor& lora_B() const { return b_; }  // [out, r]
   Module& base() const { return *base_; }
+  const std::shared_ptr<Module>& base_ptr() const { return base_; }
   // The frozen kernel as a matrix [out, in] (a view for Dense; a copy for EinsumDense).
   Tensor base_weight() const;
   // scale · B A, [out, in]: what the adapter adds to base_scale · W.
@@ -110,6 +113,12 @@ class LoRA : public Module {
 // of the model except the adapters injected before (as PEFT does), and returns the adapter.
 // Throws naming the path when it is neither.
 std::shared_ptr<LoRA> inject_lora(Module& model, const std::string& path, const LoraConfig& config);
+
+// PEFT's merge_and_unload(): folds every adapter in `model` into its layer (W ← base_scale·W +
+// scale·BA, see LoRA::merge) and puts the plain layer back where the adapter was, so the model has
+// its original parameter names again and saves as a plain model. The layers keep their
+// requires_grad (a base frozen for LoRA stays frozen). Returns the number of adapters folded.
+int64_t merge_and_unload(Module& model);
 
 // adapter_config.json in PEFT's keys (r, lora_alpha, target_modules, use_rslora,
 // init_lora_weights, lora_dropout) plus base_scale and its schedule.

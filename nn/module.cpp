@@ -2,6 +2,7 @@
 #include "nn/module.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <sstream>
 
@@ -86,8 +87,14 @@ std::vector<Tensor> Module::parameters() const {
 
 std::vector<Tensor> Module::trainable_parameters() const {
   std::vector<Tensor> out;
+  for (auto& [n, t] : named_trainable_parameters()) out.push_back(t);
+  return out;
+}
+
+NamedTensors Module::named_trainable_parameters() const {
+  NamedTensors out;
   for (auto& [n, t] : named_parameters())
-    if (t.requires_grad()) out.push_back(t);
+    if (t.requires_grad()) out.emplace_back(n, t);
   return out;
 }
 
@@ -125,6 +132,29 @@ std::map<std::string, Tensor> Module::state_dict() const {
   return out;
 }
 
+namespace {
+
+// The row-major index of the first NaN/Inf of a float tensor, or -1. Loaded weights are checked
+// once, on the host: a NaN in a file would otherwise train on silently (the loss can stay finite).
+template <class T>
+int64_t first_non_finite_on_host(const Tensor& t) {
+  const T* p = t.data<T>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (!std::isfinite(p[i])) return i;
+  return -1;
+}
+
+int64_t first_non_finite_loaded(const Tensor& state) {
+  Tensor t = state.device().is_cpu() ? state.contiguous() : state.to(Device::cpu()).contiguous();
+  if (t.dtype() == DType::F32) return first_non_finite_on_host<float>(t);
+  if (t.dtype() == DType::F64) return first_non_finite_on_host<double>(t);
+  return -1;
+}
+
+constexpr size_t kMaxListedProblems = 12;  // a model with 5000 missing layers needs the count, not the list
+
+}  // namespace
+
 LoadReport Module::load_state_dict(const std::map<std::string, Tensor>& state, bool strict) {
   NamedTensors params, buffers;
   collect("", params, &buffers);
@@ -141,6 +171,13 @@ LoadReport Module::load_state_dict(const std::map<std::string, Tensor>& state, b
     } else if (!it->second.defined() || it->second.shape() != t.shape()) {
       problems.push_back(detail::format("tensor '{}' has shape {} in the model but {} in the state", name, t.shape(),
                                         it->second.defined() ? shape_str(it->second.shape()) : "undefined"));
+    } else if (is_floating(t.dtype()) && !is_floating(it->second.dtype())) {
+      // Integers converted into weights are garbage that trains: refuse them by name.
+      problems.push_back(detail::format("tensor '{}' is {} in the state; weights must be f16, bf16, f32 or f64", name,
+                                        dtype_name(it->second.dtype())));
+    } else if (is_floating(t.dtype())) {
+      if (int64_t at = first_non_finite_loaded(it->second); at >= 0)
+        problems.push_back(detail::format("tensor '{}' holds a NaN or infinite value (element {})", name, at));
     }
   }
   for (const auto& [name, t] : state) {
@@ -149,8 +186,10 @@ LoadReport Module::load_state_dict(const std::map<std::string, Tensor>& state, b
     if (strict) problems.push_back(detail::format("unexpected tensor '{}' (shape {})", name, t.shape()));
   }
   if (!problems.empty()) {
-    std::string msg;
-    for (size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
+    std::string msg = detail::format("{} problem{}: ", problems.size(), problems.size() == 1 ? "" : "s");
+    for (size_t i = 0; i < problems.size() && i < kMaxListedProblems; ++i) msg += (i ? "; " : "") + problems[i];
+    if (problems.size() > kMaxListedProblems)
+      msg += detail::format("; and {} more", problems.size() - kMaxListedProblems);
     LR_FAIL("load_state_dict ({}): {}", type_name(), msg);
   }
   NoGradGuard no_grad;

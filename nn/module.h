@@ -43,6 +43,9 @@ class Module {
   NamedTensors named_parameters() const;
   std::vector<Tensor> parameters() const;
   std::vector<Tensor> trainable_parameters() const;  // those that require grad (what an optimizer takes)
+  // named_parameters() restricted to those that require grad: what an optimizer takes with names
+  // (per-group settings, checkpoints by name). PyTorch spells it as a filter on named_parameters().
+  NamedTensors named_trainable_parameters() const;
   NamedTensors named_buffers() const;
   // The tensor at a dotted path ("layers.2.kernel"); throws naming the path when there is none.
   Tensor parameter(const std::string& path) const;

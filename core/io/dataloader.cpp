@@ -61,11 +61,13 @@ DataLoader::DataLoader(std::vector<Tensor> sources, DataLoaderOptions options) :
   }
   n_ = sources_[0].size(0);
   LR_CHECK(n_ < kMaxIndex, "DataLoader: {} samples exceed the 2^32 the shuffle supports", n_);
+  // An epoch without a batch would report zeros and checkpoint as if it had trained.
+  LR_CHECK(n_ > 0, "DataLoader: the data set holds no samples");
 }
 
 int64_t DataLoader::num_batches() const {
   int64_t b = options_.batch_size;
-  return options_.drop_last ? n_ / b : (n_ + b - 1) / b;
+  return n_ / b + (!options_.drop_last && n_ % b != 0);  // (n + b - 1) / b would overflow for a huge b
 }
 
 std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {

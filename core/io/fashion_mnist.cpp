@@ -37,6 +37,7 @@ void load_fashion_mnist_split(const std::string& images_path, const std::string&
   LR_CHECK(lab.dtype() == DType::U8 && lab.dim() == 1, "fashion-mnist: {} holds {} {}, expected u8 [N] labels",
            labels_path, dtype_name(lab.dtype()), lab.shape());
   int64_t n = img.size(0);
+  LR_CHECK(n > 0, "fashion-mnist: {} holds no images (a split with nothing in it)", images_path);
   LR_CHECK(lab.size(0) == n, "fashion-mnist: {} has {} images but {} has {} labels", images_path, n, labels_path,
            lab.size(0));
 

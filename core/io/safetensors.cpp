@@ -14,6 +14,7 @@
 #include "core/autograd.h"
 #include "core/io/file_util.h"
 #include "core/io/half.h"
+#include "core/io/json_util.h"
 
 namespace lowrank::io {
 namespace {
@@ -71,7 +72,7 @@ void read_exact(FILE* f, void* dst, uint64_t nbytes, uint64_t at, const std::str
 
 uint64_t json_uint(const json& v, const std::string& path, const std::string& name, const char* field) {
   LR_CHECK(v.is_number_unsigned(), "safetensors: {}: tensor '{}': {} must hold non-negative integers, found {}", path,
-           name, field, v.dump());
+           name, field, json_excerpt(v));
   return v.get<uint64_t>();
 }
 
@@ -79,7 +80,7 @@ Entry parse_entry(const std::string& name, const json& info, const std::string& 
   LR_CHECK(info.is_object(),
            "safetensors: {}: tensor '{}': expected an object with dtype, shape and data_offsets, "
            "found {}",
-           path, name, info.dump());
+           path, name, json_excerpt(info));
   for (auto it = info.begin(); it != info.end(); ++it)
     LR_CHECK(it.key() == "dtype" || it.key() == "shape" || it.key() == "data_offsets",
              "safetensors: {}: tensor '{}': unexpected field '{}'", path, name, it.key());
@@ -89,7 +90,8 @@ Entry parse_entry(const std::string& name, const json& info, const std::string& 
   Entry e;
   e.name = name;
   const json& dt = info["dtype"];
-  LR_CHECK(dt.is_string(), "safetensors: {}: tensor '{}': dtype must be a string, found {}", path, name, dt.dump());
+  LR_CHECK(dt.is_string(), "safetensors: {}: tensor '{}': dtype must be a string, found {}", path, name,
+           json_excerpt(dt));
   e.dtype = find_file_dtype(dt.get<std::string>());
   LR_CHECK(e.dtype != nullptr,
            "safetensors: {}: tensor '{}': unsupported dtype '{}' (supported: F64, F32, F16, "
@@ -98,23 +100,23 @@ Entry parse_entry(const std::string& name, const json& info, const std::string& 
 
   const json& shape = info["shape"];
   LR_CHECK(shape.is_array(), "safetensors: {}: tensor '{}': shape must be an array, found {}", path, name,
-           shape.dump());
+           json_excerpt(shape));
   uint64_t numel = 1;
   for (const json& d : shape) {
     uint64_t n = json_uint(d, path, name, "shape");
     LR_CHECK(n <= static_cast<uint64_t>(INT64_MAX) && !__builtin_mul_overflow(numel, n, &numel),
-             "safetensors: {}: tensor '{}': shape {} overflows", path, name, shape.dump());
+             "safetensors: {}: tensor '{}': shape {} overflows", path, name, json_excerpt(shape));
     e.shape.push_back(static_cast<int64_t>(n));
   }
   uint64_t nbytes = 0;
   LR_CHECK(!__builtin_mul_overflow(numel, dtype_size(e.dtype->stored), &nbytes),
-           "safetensors: {}: tensor '{}': shape {} overflows", path, name, shape.dump());
+           "safetensors: {}: tensor '{}': shape {} overflows", path, name, json_excerpt(shape));
 
   const json& off = info["data_offsets"];
   LR_CHECK(off.is_array() && off.size() == 2,
            "safetensors: {}: tensor '{}': data_offsets must be [begin, end], "
            "found {}",
-           path, name, off.dump());
+           path, name, json_excerpt(off));
   e.begin = json_uint(off[0], path, name, "data_offsets");
   e.end = json_uint(off[1], path, name, "data_offsets");
   LR_CHECK(e.begin <= e.end, "safetensors: {}: tensor '{}': data_offsets [{}, {}] end before they begin", path, name,
@@ -126,27 +128,46 @@ Entry parse_entry(const std::string& name, const json& info, const std::string& 
   return e;
 }
 
-// Parses the header, rejecting duplicate keys at any depth (nlohmann would keep the last one).
-json parse_header(const std::string& text, const std::string& path) {
-  std::vector<std::set<std::string>> open_objects;
+// Finds the first key named twice in one object, at any depth (nlohmann's tree would keep the
+// last one silently). A SAX pass of its own: nlohmann's parser callback rescans the parent object
+// after every child object, which made a header of n tensors cost O(n^2) (50k tensors: 15 s).
+class DuplicateKeyFinder : public nlohmann::json_sax<json> {
+ public:
   std::string duplicate;
-  auto cb = [&](int, json::parse_event_t ev, json& parsed) {
-    if (ev == json::parse_event_t::object_start)
-      open_objects.emplace_back();
-    else if (ev == json::parse_event_t::object_end && !open_objects.empty())
-      open_objects.pop_back();
-    else if (ev == json::parse_event_t::key && !open_objects.empty() && parsed.is_string())
-      if (!open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty())
-        duplicate = parsed.get<std::string>();
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return open_.emplace_back(), true; }
+  bool key(string_t& k) override {
+    if (!open_.back().insert(k).second) {
+      duplicate = k;
+      return false;  // stops the pass; the caller reports the key
+    }
     return true;
-  };
-  json header;
-  try {
-    header = json::parse(text, cb);
-  } catch (const json::exception& e) {
-    LR_FAIL("safetensors: {}: the header is not valid JSON: {}", path, e.what());
   }
-  LR_CHECK(duplicate.empty(), "safetensors: {}: the header names '{}' twice", path, duplicate);
+  bool end_object() override { return open_.pop_back(), true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;  // the tree parse that follows reports syntax errors with their position
+  }
+
+ private:
+  std::vector<std::set<std::string>> open_;
+};
+
+json parse_header(const std::string& text, const std::string& path) {
+  const std::string what = "safetensors: " + path + ": the header";
+  check_json_depth(text, what);
+  DuplicateKeyFinder finder;
+  json::sax_parse(text, &finder);
+  LR_CHECK(finder.duplicate.empty(), "safetensors: {}: the header names '{}' twice", path, excerpt(finder.duplicate));
+  json header = parse_json(text, what);
   LR_CHECK(header.is_object(), "safetensors: {}: the header must be a JSON object, found {}", path, header.type_name());
   return header;
 }

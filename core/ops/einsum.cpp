@@ -4,17 +4,12 @@
 #include <array>
 #include <cctype>
 
+#include "core/ops/einsum_equation.h"
 #include "core/ops/op_util.h"
 
 namespace lowrank {
-namespace {
 
-struct Equation {
-  std::array<std::string, 2> in;
-  std::string out;
-};
-
-Equation parse_equation(const std::string& eq) {
+EinsumEquation parse_einsum_equation(const std::string& eq) {
   std::string s;
   for (char c : eq)
     if (!std::isspace(static_cast<unsigned char>(c))) s += c;
@@ -32,7 +27,7 @@ Equation parse_equation(const std::string& eq) {
       ops.back() += c;
   }
   LR_CHECK(ops.size() == 2, "einsum: equation \"{}\" names {} operand(s), but einsum takes exactly 2", eq, ops.size());
-  Equation e{{ops[0], ops[1]}, ""};
+  EinsumEquation e{{ops[0], ops[1]}, ""};
   auto check_letters = [&](const std::string& part, const char* what) {
     for (char c : part)
       LR_CHECK(std::isalpha(static_cast<unsigned char>(c)),
@@ -62,6 +57,8 @@ Equation parse_equation(const std::string& eq) {
   return e;
 }
 
+namespace {
+
 bool has(const std::string& s, char c) {
   return s.find(c) != std::string::npos;
 }
@@ -90,7 +87,7 @@ Tensor sum_private(const Tensor& t, std::string& idx, const std::string& other, 
 Tensor einsum(const std::string& equation, const Tensor& a_in, const Tensor& b_in) {
   detail::check_same("einsum", a_in, b_in);
   detail::check_float("einsum", a_in);
-  Equation e = parse_equation(equation);
+  EinsumEquation e = parse_einsum_equation(equation);
   const std::array<const Tensor*, 2> t{&a_in, &b_in};
   for (int k = 0; k < 2; ++k)
     LR_CHECK(static_cast<int64_t>(e.in[k].size()) == t[k]->dim(),

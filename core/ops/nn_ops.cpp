@@ -78,26 +78,27 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_
   }
   // Every row ignored: the mean over no rows is defined as 0 (and its gradient is 0), not NaN.
   const double inv = count > 0 ? 1.0 / static_cast<double>(count) : 0.0;
-  Tensor loss;
+  Tensor loss, lse;  // lse: each row's log-sum-exp, so backward need not recompute it
   {
     NoGradGuard ng;
     if (count == 0) {
       loss = Tensor::zeros({}, logits.dtype(), logits.device());
     } else {
       Tensor losses = Tensor::empty({n}, logits.dtype(), logits.device());
+      lse = Tensor::empty({n}, logits.dtype(), logits.device());
       kernel(logits.device(), &Backend::cross_entropy, OpKind::CrossEntropy)(as_rows(lg, n, c), lb, ignore_index,
-                                                                             losses);
+                                                                             losses, lse);
       loss = mul(sum(losses), inv);
     }
   }
   if (needs_grad(logits)) {
     Shape in_shape = logits.shape();
-    record(OpKind::CrossEntropy, loss, {logits}, [lg, lb, ignore_index, inv, n, c, in_shape](const Tensor& g) {
+    record(OpKind::CrossEntropy, loss, {logits}, [lg, lb, lse, ignore_index, inv, n, c, in_shape](const Tensor& g) {
       Tensor gx = Tensor::empty(in_shape, g.dtype(), g.device());
       if (inv == 0.0) return Grads{gx.zero_()};
       Tensor gl = mul(g, inv).expand({n}).contiguous();
       kernel(g.device(), &Backend::cross_entropy_backward, OpKind::CrossEntropy)(as_rows(lg, n, c), lb, ignore_index,
-                                                                                 gl, as_rows(gx, n, c));
+                                                                                 lse, gl, as_rows(gx, n, c));
       return Grads{gx};
     });
   }

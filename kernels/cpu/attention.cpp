@@ -6,12 +6,7 @@
 // faster for forward + backward at T 256 and 1024, but it holds B·H·Tq·Tk values per layer until
 // backward: 8 MiB a layer for the small GPT-2 preset, 384 MiB a layer (4.5 GiB in all) for GPT-2
 // 124M at 8 x 1024. The log-sum-exp costs B·H·Tq.
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -22,6 +17,7 @@
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace lowrank::cpu {
 namespace {
@@ -50,84 +46,6 @@ Head<T> head_of(const Tensor& q, const Tensor& k, const Tensor& v, int64_t b, in
           q.strides()[1],
           k.strides()[1],
           v.strides()[1]};
-}
-
-// ---- row arithmetic: exp in f32 by a polynomial, eight lanes at a time with AVX2 + FMA (glibc's
-// expf is a call per element, a third of the kernel's time, and the compiler's vectoriser leaves
-// the clamps below scalar under trapping math, so the AVX2 path is written with intrinsics).
-
-// Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, and Cephes' degree-6 polynomial for e^r:
-// within 2 ulp of exp for x in [-87, 88]; below -87 it gives e^-87 ~ 1.6e-38, nil against a row
-// sum >= 1 (the row maximum contributes e^0).
-constexpr float kExpLo = -87.0f, kExpHi = 88.0f, kLog2e = 1.44269504088896341f;
-constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-constexpr float kP0 = 1.9875691500e-4f, kP1 = 1.3981999507e-3f, kP2 = 8.3334519073e-3f, kP3 = 4.1665795894e-2f,
-                kP4 = 1.6666665459e-1f, kP5 = 5.0000001201e-1f;
-
-inline float exp_poly(float x) {
-  x = std::min(std::max(x, kExpLo), kExpHi);
-  const float n = std::nearbyint(x * kLog2e);
-  const float r = (x - n * kLn2Hi) - n * kLn2Lo;
-  float p = kP0;
-  for (float c : {kP1, kP2, kP3, kP4, kP5}) p = p * r + c;
-  p = p * r * r + r + 1.0f;
-  return p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
-}
-
-#if defined(__x86_64__)
-[[gnu::target("avx2,fma")]] float exp_shift_sum_avx2(float* x, int64_t n, float shift) {
-  const __m256 lo = _mm256_set1_ps(kExpLo), hi = _mm256_set1_ps(kExpHi), sh = _mm256_set1_ps(shift);
-  __m256 acc = _mm256_setzero_ps();
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), sh), lo), hi);
-    const __m256 k =
-        _mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Hi), v);
-    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(kLn2Lo), r);
-    __m256 p = _mm256_set1_ps(kP0);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP5));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-    v = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-    _mm256_storeu_ps(x + j, v);
-    acc = _mm256_add_ps(acc, v);
-  }
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, acc);
-  float s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-  for (; j < n; ++j) {
-    x[j] = exp_poly(x[j] - shift);
-    s += x[j];
-  }
-  return s;
-}
-#endif
-
-// x[j] = exp(x[j] - shift) for j < n; returns the sum.
-float exp_shift_sum(float* x, int64_t n, float shift) {
-#if defined(__x86_64__)
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2) return exp_shift_sum_avx2(x, n, shift);
-#endif
-  float s = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    x[j] = exp_poly(x[j] - shift);
-    s += x[j];
-  }
-  return s;
-}
-double exp_shift_sum(double* x, int64_t n, double shift) {
-  double s = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    x[j] = std::exp(x[j] - shift);
-    s += x[j];
-  }
-  return s;
 }
 
 template <class T>

@@ -1,108 +1,17 @@
-// CPU elementwise kernels: unary, binary (inputs pre-broadcast), copy with casts, fill.
+// CPU elementwise kernels: unary, binary (inputs pre-broadcast), copy with casts, fill. The
+// per-element formulas are kernels/scalar_math.h (shared with CUDA); contiguous f32 GELU and its
+// backward take the vectorised path of vec_math.h instead of libm's tanhf.
 #include <cmath>
 #include <cstring>
 
 #include "core/dispatch.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/strided.h"
+#include "kernels/cpu/vec_math.h"
+#include "kernels/scalar_math.h"
 
 namespace lowrank::cpu {
 namespace {
-
-constexpr double kSqrt2OverPi = 0.7978845608028654;
-constexpr double kGeluC = 0.044715;
-
-template <class T>
-inline T gelu_tanh(T x) {
-  T u = static_cast<T>(kSqrt2OverPi) * (x + static_cast<T>(kGeluC) * x * x * x);
-  return static_cast<T>(0.5) * x * (static_cast<T>(1) + std::tanh(u));
-}
-
-template <class T>
-inline T gelu_tanh_grad(T x) {
-  T u = static_cast<T>(kSqrt2OverPi) * (x + static_cast<T>(kGeluC) * x * x * x);
-  T t = std::tanh(u);
-  T du = static_cast<T>(kSqrt2OverPi) * (static_cast<T>(1) + static_cast<T>(3 * kGeluC) * x * x);
-  return static_cast<T>(0.5) * (static_cast<T>(1) + t) + static_cast<T>(0.5) * x * (static_cast<T>(1) - t * t) * du;
-}
-
-template <class T>
-inline T apply_unary(UnaryOp op, T x, T a) {
-  switch (op) {
-    case UnaryOp::Neg:
-      return -x;
-    case UnaryOp::Exp:
-      return std::exp(x);
-    case UnaryOp::Log:
-      return std::log(x);
-    case UnaryOp::Sqrt:
-      return std::sqrt(x);
-    case UnaryOp::Rsqrt:
-      return static_cast<T>(1) / std::sqrt(x);
-    case UnaryOp::Tanh:
-      return std::tanh(x);
-    case UnaryOp::Sigmoid:
-      return static_cast<T>(1) / (static_cast<T>(1) + std::exp(-x));
-    case UnaryOp::Relu:
-      return x > 0 ? x : static_cast<T>(0);
-    case UnaryOp::Gelu:
-      return gelu_tanh(x);
-    case UnaryOp::Abs:
-      return std::abs(x);
-    case UnaryOp::Sign:
-      return static_cast<T>((x > 0) - (x < 0));
-    case UnaryOp::AddScalar:
-      return x + a;
-    case UnaryOp::MulScalar:
-      return x * a;
-    case UnaryOp::PowScalar:
-      return a == static_cast<T>(2) ? x * x : std::pow(x, a);
-    case UnaryOp::RSubScalar:
-      return a - x;
-    case UnaryOp::RDivScalar:
-      return a / x;
-  }
-  return x;
-}
-
-template <class T>
-inline T apply_binary(BinaryOp op, T x, T y, T a) {
-  switch (op) {
-    case BinaryOp::Add:
-      return x + y;
-    case BinaryOp::Sub:
-      return x - y;
-    case BinaryOp::Mul:
-      return x * y;
-    case BinaryOp::Div:
-      return x / y;
-    case BinaryOp::Pow:
-      return std::pow(x, y);
-    case BinaryOp::Maximum:
-      return x >= y ? x : y;
-    case BinaryOp::Minimum:
-      return x <= y ? x : y;
-    case BinaryOp::Eq:
-      return static_cast<T>(x == y);
-    case BinaryOp::Ne:
-      return static_cast<T>(x != y);
-    case BinaryOp::Lt:
-      return static_cast<T>(x < y);
-    case BinaryOp::Le:
-      return static_cast<T>(x <= y);
-    case BinaryOp::Gt:
-      return static_cast<T>(x > y);
-    case BinaryOp::Ge:
-      return static_cast<T>(x >= y);
-    case BinaryOp::MaskedFill:
-      return y != static_cast<T>(0) ? a : x;
-    case BinaryOp::ReluBackward:
-      return x > 0 ? y : static_cast<T>(0);
-    case BinaryOp::GeluBackward:
-      return y * gelu_tanh_grad(x);
-  }
-  return x;
-}
 
 // The switch sits outside the element loop: one instantiation per op keeps the loop tight.
 template <class T, UnaryOp Op>
@@ -114,13 +23,14 @@ void unary_loop(const Tensor& x, const Tensor& out, T a) {
     const T* xi = px + off[0];
     T* oi = po + off[1];
     if (st[0] == 1 && st[1] == 1) {
+      if constexpr (std::is_same_v<T, float> && Op == UnaryOp::Gelu) return gelu_f32(xi, oi, n);
 #pragma omp simd
-      for (int64_t i = 0; i < n; ++i) oi[i] = apply_unary<T>(Op, xi[i], a);
+      for (int64_t i = 0; i < n; ++i) oi[i] = scalar::apply_unary<T, Op>(xi[i], a);
     } else if (st[0] == 0 && st[1] == 1) {  // a broadcast input (e.g. the gradient of a sum)
-      const T v = apply_unary<T>(Op, xi[0], a);
+      const T v = scalar::apply_unary<T, Op>(xi[0], a);
       for (int64_t i = 0; i < n; ++i) oi[i] = v;
     } else {
-      for (int64_t i = 0; i < n; ++i) oi[i * st[1]] = apply_unary<T>(Op, xi[i * st[0]], a);
+      for (int64_t i = 0; i < n; ++i) oi[i * st[1]] = scalar::apply_unary<T, Op>(xi[i * st[0]], a);
     }
   });
 }
@@ -136,18 +46,19 @@ void binary_loop(const Tensor& x, const Tensor& y, const Tensor& out, T a) {
     const T* yi = py + off[1];
     T* oi = po + off[2];
     if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+      if constexpr (std::is_same_v<T, float> && Op == BinaryOp::GeluBackward) return gelu_backward_f32(xi, yi, oi, n);
 #pragma omp simd
-      for (int64_t i = 0; i < n; ++i) oi[i] = apply_binary<T>(Op, xi[i], yi[i], a);
+      for (int64_t i = 0; i < n; ++i) oi[i] = scalar::apply_binary<T, Op>(xi[i], yi[i], a);
     } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {
       const T yv = yi[0];
 #pragma omp simd
-      for (int64_t i = 0; i < n; ++i) oi[i] = apply_binary<T>(Op, xi[i], yv, a);
+      for (int64_t i = 0; i < n; ++i) oi[i] = scalar::apply_binary<T, Op>(xi[i], yv, a);
     } else if (st[0] == 0 && st[1] == 1 && st[2] == 1) {
       const T xv = xi[0];
 #pragma omp simd
-      for (int64_t i = 0; i < n; ++i) oi[i] = apply_binary<T>(Op, xv, yi[i], a);
+      for (int64_t i = 0; i < n; ++i) oi[i] = scalar::apply_binary<T, Op>(xv, yi[i], a);
     } else {
-      for (int64_t i = 0; i < n; ++i) oi[i * st[2]] = apply_binary<T>(Op, xi[i * st[0]], yi[i * st[1]], a);
+      for (int64_t i = 0; i < n; ++i) oi[i * st[2]] = scalar::apply_binary<T, Op>(xi[i * st[0]], yi[i * st[1]], a);
     }
   });
 }

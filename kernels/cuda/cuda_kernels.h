@@ -19,9 +19,10 @@ void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& c);
 // softmax.cu
 void softmax(const Tensor& x, const Tensor& y, bool log);
 void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log);
-void cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& losses);
-void cross_entropy_backward(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& grad_losses,
-                            const Tensor& grad_logits);
+void cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& losses,
+                   const Tensor& lse);
+void cross_entropy_backward(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& lse,
+                            const Tensor& grad_losses, const Tensor& grad_logits);
 // layernorm.cu
 void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& y, const Tensor& mean,
                 const Tensor& rstd);

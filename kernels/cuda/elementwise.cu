@@ -1,101 +1,14 @@
 // CUDA elementwise kernels: unary, binary (inputs pre-broadcast with stride-0 axes), copy with
-// dtype casts, fill; any strides. CPU twin: kernels/cpu/elementwise.cpp.
+// dtype casts, fill; any strides. CPU twin: kernels/cpu/elementwise.cpp; the per-element
+// formulas of both are kernels/scalar_math.h.
 #include <cmath>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/scalar_math.h"
 
 namespace lowrank::cuda {
 namespace {
-
-constexpr double kSqrt2OverPi = 0.7978845608028654;
-constexpr double kGeluC = 0.044715;
-
-template <class T>
-__device__ __forceinline__ T gelu_tanh(T x) {
-  T u = static_cast<T>(kSqrt2OverPi) * (x + static_cast<T>(kGeluC) * x * x * x);
-  return static_cast<T>(0.5) * x * (static_cast<T>(1) + std::tanh(u));
-}
-
-template <class T>
-__device__ __forceinline__ T gelu_tanh_grad(T x) {
-  T u = static_cast<T>(kSqrt2OverPi) * (x + static_cast<T>(kGeluC) * x * x * x);
-  T t = std::tanh(u);
-  T du = static_cast<T>(kSqrt2OverPi) * (static_cast<T>(1) + static_cast<T>(3 * kGeluC) * x * x);
-  return static_cast<T>(0.5) * (static_cast<T>(1) + t) + static_cast<T>(0.5) * x * (static_cast<T>(1) - t * t) * du;
-}
-
-template <class T, UnaryOp Op>
-__device__ __forceinline__ T apply_unary(T x, T a) {
-  if constexpr (Op == UnaryOp::Neg)
-    return -x;
-  else if constexpr (Op == UnaryOp::Exp)
-    return std::exp(x);
-  else if constexpr (Op == UnaryOp::Log)
-    return std::log(x);
-  else if constexpr (Op == UnaryOp::Sqrt)
-    return std::sqrt(x);
-  else if constexpr (Op == UnaryOp::Rsqrt)
-    return static_cast<T>(1) / std::sqrt(x);
-  else if constexpr (Op == UnaryOp::Tanh)
-    return std::tanh(x);
-  else if constexpr (Op == UnaryOp::Sigmoid)
-    return static_cast<T>(1) / (static_cast<T>(1) + std::exp(-x));
-  else if constexpr (Op == UnaryOp::Relu)
-    return x > 0 ? x : static_cast<T>(0);
-  else if constexpr (Op == UnaryOp::Gelu)
-    return gelu_tanh(x);
-  else if constexpr (Op == UnaryOp::Abs)
-    return std::abs(x);
-  else if constexpr (Op == UnaryOp::Sign)
-    return static_cast<T>((x > 0) - (x < 0));
-  else if constexpr (Op == UnaryOp::AddScalar)
-    return x + a;
-  else if constexpr (Op == UnaryOp::MulScalar)
-    return x * a;
-  else if constexpr (Op == UnaryOp::PowScalar)
-    return a == static_cast<T>(2) ? x * x : std::pow(x, a);
-  else if constexpr (Op == UnaryOp::RSubScalar)
-    return a - x;
-  else
-    return a / x;  // RDivScalar
-}
-
-template <class T, BinaryOp Op>
-__device__ __forceinline__ T apply_binary(T x, T y, T a) {
-  if constexpr (Op == BinaryOp::Add)
-    return x + y;
-  else if constexpr (Op == BinaryOp::Sub)
-    return x - y;
-  else if constexpr (Op == BinaryOp::Mul)
-    return x * y;
-  else if constexpr (Op == BinaryOp::Div)
-    return x / y;
-  else if constexpr (Op == BinaryOp::Pow)
-    return std::pow(x, y);
-  else if constexpr (Op == BinaryOp::Maximum)
-    return x >= y ? x : y;
-  else if constexpr (Op == BinaryOp::Minimum)
-    return x <= y ? x : y;
-  else if constexpr (Op == BinaryOp::Eq)
-    return static_cast<T>(x == y);
-  else if constexpr (Op == BinaryOp::Ne)
-    return static_cast<T>(x != y);
-  else if constexpr (Op == BinaryOp::Lt)
-    return static_cast<T>(x < y);
-  else if constexpr (Op == BinaryOp::Le)
-    return static_cast<T>(x <= y);
-  else if constexpr (Op == BinaryOp::Gt)
-    return static_cast<T>(x > y);
-  else if constexpr (Op == BinaryOp::Ge)
-    return static_cast<T>(x >= y);
-  else if constexpr (Op == BinaryOp::MaskedFill)
-    return y != static_cast<T>(0) ? a : x;
-  else if constexpr (Op == BinaryOp::ReluBackward)
-    return x > 0 ? y : static_cast<T>(0);
-  else
-    return y * gelu_tanh_grad(x);  // GeluBackward
-}
 
 // ---- kernels
 
@@ -105,14 +18,14 @@ template <class T, UnaryOp Op>
 __global__ void unary_kernel(Indexer<2> ix, const T* x, T* out, int64_t n, T a, bool contig, bool small) {
   for (int64_t i = global_thread(); i < n; i += grid_stride()) {
     if (contig) {
-      out[i] = apply_unary<T, Op>(x[i], a);
+      out[i] = scalar::apply_unary<T, Op>(x[i], a);
     } else {
       int64_t off[2];
       if (small)
         ix.offsets(static_cast<uint32_t>(i), off);
       else
         ix.offsets(static_cast<uint64_t>(i), off);
-      out[off[1]] = apply_unary<T, Op>(x[off[0]], a);
+      out[off[1]] = scalar::apply_unary<T, Op>(x[off[0]], a);
     }
   }
 }
@@ -121,14 +34,14 @@ template <class T, BinaryOp Op>
 __global__ void binary_kernel(Indexer<3> ix, const T* x, const T* y, T* out, int64_t n, T a, bool contig, bool small) {
   for (int64_t i = global_thread(); i < n; i += grid_stride()) {
     if (contig) {
-      out[i] = apply_binary<T, Op>(x[i], y[i], a);
+      out[i] = scalar::apply_binary<T, Op>(x[i], y[i], a);
     } else {
       int64_t off[3];
       if (small)
         ix.offsets(static_cast<uint32_t>(i), off);
       else
         ix.offsets(static_cast<uint64_t>(i), off);
-      out[off[2]] = apply_binary<T, Op>(x[off[0]], y[off[1]], a);
+      out[off[2]] = scalar::apply_binary<T, Op>(x[off[0]], y[off[1]], a);
     }
   }
 }

@@ -93,12 +93,12 @@ __global__ void softmax_backward_kernel(const T* y, const T* gy, T* gx, int64_t 
 // the ignore index (the op rejects those) gives NaN rather than reading out of bounds.
 template <class T>
 __global__ void cross_entropy_kernel(const T* logits, const int64_t* labels, int64_t label_st, int64_t ignore_index,
-                                     T* losses, int64_t rows, int64_t cols) {
+                                     T* losses, T* lse_out, int64_t rows, int64_t cols) {
   __shared__ double smem[32];
   for (int64_t r = first_row(); r < rows; r += row_stride()) {
     const int64_t label = labels[r * label_st];
     if (label == ignore_index) {  // uniform over the row group: it skips the reductions together
-      if (threadIdx.x == 0) losses[r] = 0;
+      if (threadIdx.x == 0) losses[r] = lse_out[r] = 0;
       continue;
     }
     const T* xr = logits + r * cols;
@@ -108,6 +108,7 @@ __global__ void cross_entropy_kernel(const T* logits, const int64_t* labels, int
     s = row_allreduce(s, SumOp{}, 0.0, smem);
     if (threadIdx.x == 0) {
       const double lse = std::log(s) + static_cast<double>(mx);
+      lse_out[r] = static_cast<T>(lse);
       losses[r] = label >= 0 && label < cols ? static_cast<T>(lse - static_cast<double>(xr[label]))
                                              : static_cast<T>(CUDART_NAN);
     }
@@ -116,9 +117,8 @@ __global__ void cross_entropy_kernel(const T* logits, const int64_t* labels, int
 
 template <class T>
 __global__ void cross_entropy_backward_kernel(const T* logits, const int64_t* labels, int64_t label_st,
-                                              int64_t ignore_index, const T* grad_losses, int64_t grad_st,
-                                              T* grad_logits, int64_t rows, int64_t cols) {
-  __shared__ double smem[32];
+                                              int64_t ignore_index, const T* lse_in, const T* grad_losses,
+                                              int64_t grad_st, T* grad_logits, int64_t rows, int64_t cols) {
   for (int64_t r = first_row(); r < rows; r += row_stride()) {
     const int64_t label = labels[r * label_st];
     T* gr = grad_logits + r * cols;
@@ -127,11 +127,7 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const int64_t* la
       continue;
     }
     const T* xr = logits + r * cols;
-    const T mx = row_max(xr, cols, smem);
-    double s = 0;
-    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += std::exp(static_cast<double>(xr[j] - mx));
-    s = row_allreduce(s, SumOp{}, 0.0, smem);
-    const double lse = std::log(s) + static_cast<double>(mx);
+    const double lse = static_cast<double>(lse_in[r]);  // forward's
     const double g = static_cast<double>(grad_losses[r * grad_st]);
     for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
       const double p = std::exp(static_cast<double>(xr[j]) - lse);
@@ -184,7 +180,8 @@ void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool 
   });
 }
 
-void cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& losses) {
+void cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& losses,
+                   const Tensor& lse) {
   const int64_t rows = logits.size(0), cols = logits.size(1);
   if (rows == 0) return;
   cudaStream_t s = stream(logits.device());
@@ -193,13 +190,13 @@ void cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_in
     using T = decltype(t);
     cross_entropy_kernel<T><<<L.grid, L.block, 0, s>>>(
         static_cast<const T*>(logits.raw_data()), static_cast<const int64_t*>(labels.raw_data()), vector_stride(labels),
-        ignore_index, static_cast<T*>(losses.raw_data()), rows, cols);
+        ignore_index, static_cast<T*>(losses.raw_data()), static_cast<T*>(lse.raw_data()), rows, cols);
     CUDA_CHECK_LAUNCH();
   });
 }
 
-void cross_entropy_backward(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& grad_losses,
-                            const Tensor& grad_logits) {
+void cross_entropy_backward(const Tensor& logits, const Tensor& labels, int64_t ignore_index, const Tensor& lse,
+                            const Tensor& grad_losses, const Tensor& grad_logits) {
   const int64_t rows = logits.size(0), cols = logits.size(1);
   if (rows == 0 || cols == 0) return;
   cudaStream_t s = stream(logits.device());
@@ -208,8 +205,8 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& labels, int64_t 
     using T = decltype(t);
     cross_entropy_backward_kernel<T><<<L.grid, L.block, 0, s>>>(
         static_cast<const T*>(logits.raw_data()), static_cast<const int64_t*>(labels.raw_data()), vector_stride(labels),
-        ignore_index, static_cast<const T*>(grad_losses.raw_data()), vector_stride(grad_losses),
-        static_cast<T*>(grad_logits.raw_data()), rows, cols);
+        ignore_index, static_cast<const T*>(lse.raw_data()), static_cast<const T*>(grad_losses.raw_data()),
+        vector_stride(grad_losses), static_cast<T*>(grad_logits.raw_data()), rows, cols);
     CUDA_CHECK_LAUNCH();
   });
 }

@@ -1,6 +1,7 @@
 // GPT-2 checkpoints: Hugging Face's layout <-> our module names, and our own folder format.
 #include "models/gpt2/checkpoint.h"
 
+#include <unistd.h>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -48,6 +49,32 @@ std::vector<std::pair<std::string, Shape>> hf_shapes(const Config& c) {
   return s;
 }
 
+// Our module names and shapes for `c` (Gpt2::state_dict's, which a test compares with this).
+std::vector<std::pair<std::string, Shape>> our_shapes(const Config& c) {
+  const int64_t C = c.n_embd, H = c.n_head, D = c.head_dim();
+  std::vector<std::pair<std::string, Shape>> s{
+      {"wte.embeddings", {c.vocab_size, C}}, {"wpe.embeddings", {c.n_ctx, C}}, {"ln_f.gamma", {C}}, {"ln_f.beta", {C}}};
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    s.insert(s.end(), {{layer(i, "ln_1.gamma"), {C}},
+                       {layer(i, "ln_1.beta"), {C}},
+                       {layer(i, "ln_2.gamma"), {C}},
+                       {layer(i, "ln_2.beta"), {C}},
+                       {layer(i, "attn.query.kernel"), {C, H, D}},
+                       {layer(i, "attn.query.bias"), {H, D}},
+                       {layer(i, "attn.key.kernel"), {C, H, D}},
+                       {layer(i, "attn.key.bias"), {H, D}},
+                       {layer(i, "attn.value.kernel"), {C, H, D}},
+                       {layer(i, "attn.value.bias"), {H, D}},
+                       {layer(i, "attn.out.kernel"), {H, D, C}},
+                       {layer(i, "attn.out.bias"), {C}},
+                       {layer(i, "mlp.fc.kernel"), {4 * C, C}},
+                       {layer(i, "mlp.fc.bias"), {4 * C}},
+                       {layer(i, "mlp.proj.kernel"), {C, 4 * C}},
+                       {layer(i, "mlp.proj.bias"), {C}}});
+  }
+  return s;
+}
+
 // HF's causal-mask buffers: h.<n>.attn.bias and h.<n>.attn.masked_bias (saved, never learned).
 bool is_mask_buffer(const std::string& name) {
   if (name.rfind("h.", 0) != 0) return false;
@@ -62,8 +89,8 @@ bool is_mask_buffer(const std::string& name) {
 void throw_problems(const std::string& source, const Config& c, const std::vector<std::string>& problems) {
   std::string msg = detail::format(
       "GPT-2: {} does not fit the model (n_layer {}, n_head {}, n_embd {}, n_ctx {}, "
-      "vocab {}): ",
-      source, c.n_layer, c.n_head, c.n_embd, c.n_ctx, c.vocab_size);
+      "vocab {}): {} problem{}: ",
+      source, c.n_layer, c.n_head, c.n_embd, c.n_ctx, c.vocab_size, problems.size(), problems.size() == 1 ? "" : "s");
   for (size_t i = 0; i < problems.size() && i < kMaxListedProblems; ++i) msg += (i ? "; " : "") + problems[i];
   if (problems.size() > kMaxListedProblems)
     msg += detail::format("; and {} more", problems.size() - kMaxListedProblems);
@@ -104,6 +131,31 @@ Format detect(const io::SafetensorsFile& f, const std::string& source) {
       source, f.tensors.size(), names, f.tensors.size() > 5 ? ", ..." : "");
 }
 
+// The file's tensors against the config's, before a model of that config is built: a config that
+// lies about its size (n_layer 1e5) must cost a comparison of names, not a model's allocation.
+void check_our_tensors(const std::map<std::string, Tensor>& tensors, const Config& c, const std::string& source) {
+  std::vector<std::string> problems;
+  size_t found = 0;
+  for (const auto& [name, shape] : our_shapes(c)) {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) {
+      problems.push_back(detail::format("missing tensor '{}' {}", name, shape));
+    } else {
+      ++found;
+      if (it->second.shape() != shape)
+        problems.push_back(
+            detail::format("tensor '{}' is {} in the file, the model expects {}", name, it->second.shape(), shape));
+    }
+  }
+  if (found < tensors.size()) {
+    std::set<std::string> expected;
+    for (const auto& [name, shape] : our_shapes(c)) expected.insert(name);
+    for (const auto& [name, t] : tensors)
+      if (!expected.count(name)) problems.push_back(detail::format("unexpected tensor '{}' {}", name, t.shape()));
+  }
+  if (!problems.empty()) throw_problems(source, c, problems);
+}
+
 Config our_config(const io::SafetensorsFile& f, const fs::path& dir, const std::string& source) {
   auto it = f.metadata.find("config");
   if (it != f.metadata.end()) {
@@ -129,7 +181,9 @@ void load_into(Gpt2& model, const std::map<std::string, Tensor>& state, const st
 
 std::unique_ptr<Gpt2> build(const io::SafetensorsFile& f, const fs::path& dir, const std::string& source) {
   if (detect(f, source) == Format::Ours) {
-    auto model = std::make_unique<Gpt2>(our_config(f, dir, source));
+    const Config config = our_config(f, dir, source);
+    check_our_tensors(f.tensors, config, source);
+    auto model = std::make_unique<Gpt2>(config);
     load_into(*model, f.tensors, source);
     return model;
   }
@@ -138,8 +192,9 @@ std::unique_ptr<Gpt2> build(const io::SafetensorsFile& f, const fs::path& dir, c
   LR_CHECK(fs::exists(cfg, ec), "GPT-2: {} is a Hugging Face checkpoint and needs its {} beside it", source,
            cfg.string());
   Config config = Config::from_json_file(cfg.string());
+  std::map<std::string, Tensor> state = hf_to_state(f.tensors, config, source);  // checks before building
   auto model = std::make_unique<Gpt2>(config);
-  load_into(*model, hf_to_state(f.tensors, config, source), source);
+  load_into(*model, state, source);
   return model;
 }
 
@@ -274,13 +329,45 @@ void load_hf_checkpoint(Gpt2& model, const std::string& path) {
   load_into(model, hf_to_state(f.tensors, model.config(), file.string()), file.string());
 }
 
-void save_hf_checkpoint(const Gpt2& model, const std::string& dir) {
+void write_folder(const std::string& dir, const std::function<void(const std::string& folder)>& fill) {
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  LR_CHECK(!ec, "GPT-2: cannot create folder '{}': {}", dir, ec.message());
-  io::save_safetensors((fs::path(dir) / kWeightsFile).string(), state_to_hf(model.state_dict(), model.config()),
-                       {{"format", "pt"}});
-  io::write_file_atomic((fs::path(dir) / kConfigFile).string(), model.config().to_json());
+  const fs::path target(dir);
+  if (fs::exists(target, ec)) {
+    LR_CHECK(fs::is_directory(target, ec), "GPT-2: '{}' exists and is not a folder", dir);
+    fill(dir);
+    return;
+  }
+  if (target.has_parent_path()) {
+    fs::create_directories(target.parent_path(), ec);
+    LR_CHECK(!ec, "GPT-2: cannot create folder '{}': {}", target.parent_path().string(), ec.message());
+  }
+  // The same temporary name pattern as io's atomic files (<name>.tmp.<pid>.<n>), which run folders clean up.
+  static int counter = 0;
+  const fs::path tmp = target.string() + detail::format(".tmp.{}.{}", static_cast<long long>(::getpid()), ++counter);
+  fs::create_directory(tmp, ec);
+  LR_CHECK(!ec, "GPT-2: cannot create folder '{}': {}", tmp.string(), ec.message());
+  try {
+    fill(tmp.string());
+    fs::rename(tmp, target, ec);
+    LR_CHECK(!ec, "GPT-2: cannot rename '{}' to '{}': {}", tmp.string(), dir, ec.message());
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+void save_hf_checkpoint(const Gpt2& model, const std::string& dir) {
+  // Checked and converted first: a model that cannot be saved leaves no folder behind.
+  for (const auto& [name, t] : model.named_parameters())
+    LR_CHECK(name.find("base_layer") == std::string::npos && name.find("lora_") == std::string::npos,
+             "GPT-2: save_hf_checkpoint needs a plain model, found '{}' (fold the adapters in with "
+             "nn::merge_and_unload, or save them with save_peft_adapter)",
+             name);
+  const std::map<std::string, Tensor> hf = state_to_hf(model.state_dict(), model.config());
+  write_folder(dir, [&](const std::string& folder) {
+    io::save_safetensors((fs::path(folder) / kWeightsFile).string(), hf, {{"format", "pt"}});
+    io::write_file_atomic((fs::path(folder) / kConfigFile).string(), model.config().to_json());
+  });
 }
 
 void save_checkpoint(const Gpt2& model, const std::string& dir, const std::map<std::string, std::string>& metadata) {

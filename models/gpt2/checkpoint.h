@@ -1,6 +1,7 @@
 // GPT-2 weights on disk: Hugging Face's checkpoints (model.safetensors + config.json, Conv1D
 // layout, fused c_attn) in both directions, and our own format (our module names + config.json).
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,6 +28,13 @@ std::map<std::string, Tensor> hf_to_state(const std::map<std::string, Tensor>& h
 // Also maps gradients (a map of our parameter names to their grads) to HF's layout.
 std::map<std::string, Tensor> state_to_hf(const std::map<std::string, Tensor>& state, const Config& config);
 
+// ---- folders
+
+// Fills the folder `dir` through `fill(folder)`. A folder that does not exist yet is filled under
+// a temporary name beside it and renamed into place, so a failure leaves nothing behind; an
+// existing folder has its files replaced in place (each writer there must write atomically).
+void write_folder(const std::string& dir, const std::function<void(const std::string& folder)>& fill);
+
 // ---- Hugging Face files
 
 // `path`: a folder holding config.json, or the config.json file itself.
@@ -35,7 +43,8 @@ Config read_hf_config(const std::string& path);
 // model.safetensors file or a folder holding one. F16/BF16 files are widened to f32.
 void load_hf_checkpoint(Gpt2& model, const std::string& path);
 // Writes `dir`/model.safetensors in HF names (no prefix, no lm_head: it is tied) and
-// `dir`/config.json, atomically; transformers' GPT2LMHeadModel.from_pretrained(dir) reads them.
+// `dir`/config.json, atomically (write_folder); transformers' GPT2LMHeadModel.from_pretrained(dir)
+// reads them. A model with adapters is refused before anything is written (merge_and_unload first).
 void save_hf_checkpoint(const Gpt2& model, const std::string& dir);
 
 // ---- our format

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/io/json_util.h"
 
 namespace lowrank::models::gpt2 {
 namespace {
@@ -25,30 +26,42 @@ constexpr Preset kPresets[] = {
     {"small", 4, 4, 256, 256, kGpt2VocabSize, 0.0},          {"tiny", 2, 2, 32, 32, 64, 0.0},
 };
 
+// Far above every published GPT-2/GPT-3 size (GPT-3 175B: 96 layers, 96 heads, 12288 wide, context
+// 2048, vocab 50257) and far below what would wrap a 64-bit size; a config outside them is a typo
+// or a lie, refused before anything is allocated.
+constexpr int64_t kMaxLayers = 1024, kMaxHeads = 1024, kMaxEmbd = 65536, kMaxCtx = 1 << 20, kMaxVocab = 1 << 24;
+constexpr int64_t kMaxParameters = int64_t{1} << 40;
+
 int64_t get_int(const json& j, const char* key, int64_t fallback) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   const json& v = j[key];
-  LR_CHECK(v.is_number_integer() || v.is_number_unsigned(), "GPT-2 config: \"{}\" must be an integer, got {}", key,
-           v.dump());
+  LR_CHECK(v.is_number_integer(), "GPT-2 config: \"{}\" must be an integer, got {}", key, io::json_excerpt(v));
+  LR_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX),
+           "GPT-2 config: \"{}\" is {}, far out of range", key, io::json_excerpt(v));
   return v.get<int64_t>();
 }
 
 double get_double(const json& j, const char* key, double fallback) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   const json& v = j[key];
-  LR_CHECK(v.is_number(), "GPT-2 config: \"{}\" must be a number, got {}", key, v.dump());
+  LR_CHECK(v.is_number(), "GPT-2 config: \"{}\" must be a number, got {}", key, io::json_excerpt(v));
   return v.get<double>();
 }
 
 }  // namespace
 
 void Config::validate() const {
-  LR_CHECK(n_layer > 0, "GPT-2 config: n_layer must be positive, got {}", n_layer);
-  LR_CHECK(n_head > 0, "GPT-2 config: n_head must be positive, got {}", n_head);
-  LR_CHECK(n_embd > 0 && n_embd % n_head == 0, "GPT-2 config: n_embd {} must be a positive multiple of n_head {}",
-           n_embd, n_head);
-  LR_CHECK(n_ctx > 0, "GPT-2 config: n_ctx (n_positions) must be positive, got {}", n_ctx);
-  LR_CHECK(vocab_size > 0, "GPT-2 config: vocab_size must be positive, got {}", vocab_size);
+  LR_CHECK(n_layer > 0 && n_layer <= kMaxLayers, "GPT-2 config: n_layer must be in 1..{}, got {}", kMaxLayers, n_layer);
+  LR_CHECK(n_head > 0 && n_head <= kMaxHeads, "GPT-2 config: n_head must be in 1..{}, got {}", kMaxHeads, n_head);
+  LR_CHECK(n_embd > 0 && n_embd <= kMaxEmbd, "GPT-2 config: n_embd must be in 1..{}, got {}", kMaxEmbd, n_embd);
+  LR_CHECK(n_embd % n_head == 0, "GPT-2 config: n_embd {} must be a multiple of n_head {}", n_embd, n_head);
+  LR_CHECK(n_ctx > 0 && n_ctx <= kMaxCtx, "GPT-2 config: n_ctx (n_positions) must be in 1..{}, got {}", kMaxCtx, n_ctx);
+  LR_CHECK(vocab_size > 0 && vocab_size <= kMaxVocab, "GPT-2 config: vocab_size must be in 1..{}, got {}", kMaxVocab,
+           vocab_size);
+  // Within the bounds above this cannot overflow (< 2^24 · 2^16 + 2^10 · 13 · 2^32).
+  LR_CHECK(num_parameters() <= kMaxParameters,
+           "GPT-2 config: n_layer {}, n_embd {}, n_ctx {}, vocab_size {} make {} parameters, more than the {} allowed",
+           n_layer, n_embd, n_ctx, vocab_size, num_parameters(), kMaxParameters);
   LR_CHECK(dropout >= 0.0 && dropout < 1.0, "GPT-2 config: dropout must be in [0, 1), got {}", dropout);
   LR_CHECK(layer_norm_eps > 0.0, "GPT-2 config: layer_norm_epsilon must be positive, got {}", layer_norm_eps);
 }
@@ -103,20 +116,16 @@ std::string Config::to_json() const {
 }
 
 Config Config::from_json(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    LR_FAIL("GPT-2 config: not valid JSON ({})", e.what());
-  }
+  json j = io::parse_json(text, "GPT-2 config");
   LR_CHECK(j.is_object(), "GPT-2 config: expected a JSON object, got {}", j.type_name());
   if (j.contains("model_type") && j["model_type"].is_string())
-    LR_CHECK(j["model_type"].get<std::string>() == "gpt2", "GPT-2 config: model_type is \"{}\", not \"gpt2\"",
-             j["model_type"].get<std::string>());
+    LR_CHECK(j["model_type"].get<std::string>() == "gpt2", "GPT-2 config: model_type is {}, not \"gpt2\"",
+             io::json_excerpt(j["model_type"]));
   if (j.contains("activation_function") && j["activation_function"].is_string()) {
     const std::string act = j["activation_function"].get<std::string>();
     LR_CHECK(act == "gelu_new" || act == "gelu_pytorch_tanh",
-             "GPT-2 config: activation_function \"{}\" is not supported (only the tanh GELU, \"gelu_new\")", act);
+             "GPT-2 config: activation_function {} is not supported (only the tanh GELU, \"gelu_new\")",
+             io::json_excerpt(j["activation_function"]));
   }
   if (j.contains("tie_word_embeddings") && j["tie_word_embeddings"].is_boolean())
     LR_CHECK(j["tie_word_embeddings"].get<bool>(), "GPT-2 config: untied word embeddings are not supported");

@@ -2,17 +2,12 @@
 // the window moves, the last position's logits sampled on the host.
 #include "models/gpt2/generate.h"
 
-#include <chrono>
-
 #include "core/autograd.h"
+#include "core/clock.h"
 
 namespace lowrank::models::gpt2 {
 
 namespace {
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 Tensor ids_tensor(const std::vector<int64_t>& all, size_t from, Device device) {
   std::vector<int64_t> part(all.begin() + static_cast<std::ptrdiff_t>(from), all.end());

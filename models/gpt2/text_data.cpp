@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/clock.h"
 #include "core/io/file_util.h"
 #include "core/rng.h"
 
@@ -24,10 +24,6 @@ namespace {
 
 constexpr char kMagic[8] = {'L', 'R', 'G', 'P', 'T', '2', 'T', 'K'};
 constexpr size_t kHeaderBytes = 72;
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -193,6 +189,13 @@ bool read_token_cache(const std::string& path, uint64_t key, TokenData& out, std
   const uint64_t n_train = get_u64(h + 32), n_val = get_u64(h + 40);
   if (n_train > size || n_val > size || kHeaderBytes + 2 * (n_train + n_val) + 8 != size) {
     why = "the cache file's size does not match its header";
+    return false;
+  }
+  const uint64_t docs = get_u64(h + 48), val_docs = get_u64(h + 56), text_bytes = get_u64(h + 64);
+  // Each document starts with <|endoftext|>, so it holds at least one token; counts read as int64
+  // must not turn negative.
+  if (docs == 0 || docs > n_train + n_val || val_docs > docs || text_bytes > static_cast<uint64_t>(INT64_MAX)) {
+    why = "the cache header's document counts are impossible";
     return false;
   }
   TokenData d;

@@ -250,6 +250,13 @@ void Tokenizer::Impl::split(std::string_view text, Emit&& emit) const {
 // its occurrences left to right. A min-heap of (rank, position) candidates does it in O(n log n);
 // pairs that a round of merges creates wait until that round is over, so even a merge list whose
 // ranks are not in creation order gives the reference's result. Scratch space is per thread.
+//
+// Memory is what a huge piece (one 50 MB word) costs, so the state is two int32 per byte and one
+// 8-byte candidate per pair: a symbol is a span [i, end) of the piece; id[i] is its token and
+// link[i] its end; the span's last byte (when it is not i) has id -1 and link = i, which finds a
+// symbol's left neighbour without a prev array. A candidate keeps only (rank, left) and is checked
+// against the pair at `left` when it comes off the heap (a rank names one pair, so equal ranks
+// mean the same pair).
 void Tokenizer::Impl::bpe_into(std::string_view piece, std::vector<int64_t>& out) const {
   const size_t n = piece.size();
   if (n == 1) {
@@ -260,29 +267,37 @@ void Tokenizer::Impl::bpe_into(std::string_view piece, std::vector<int64_t>& out
            "gpt2 tokenizer: a piece of {} bytes without a break (one word, number or run of spaces) is too long "
            "to merge",
            n);
-  struct Symbol {
-    int32_t id, prev, next;  // id -1: merged into its left neighbour
-  };
   struct Candidate {
-    int32_t rank, left, left_id, right_id, merged;
+    int32_t rank, left;
     bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
   };
-  thread_local std::vector<Symbol> sym;
+  thread_local std::vector<int32_t> id, link;
   thread_local std::vector<Candidate> heap, pending;
-  sym.resize(n);
+  id.resize(n);
+  link.resize(n);
   heap.clear();
   pending.clear();
-  for (size_t i = 0; i < n; ++i)
-    sym[i] = {byte_ids[static_cast<unsigned char>(piece[i])], static_cast<int32_t>(i) - 1,
-              i + 1 < n ? static_cast<int32_t>(i + 1) : -1};
+  const int32_t end = static_cast<int32_t>(n);
+  for (size_t i = 0; i < n; ++i) {
+    id[i] = byte_ids[static_cast<unsigned char>(piece[i])];
+    link[i] = static_cast<int32_t>(i + 1);
+  }
+  auto prev_of = [&](int32_t i) -> int32_t {
+    if (i == 0) return -1;
+    const int32_t j = i - 1;  // the last byte of the left neighbour
+    return id[static_cast<size_t>(j)] >= 0 ? j : link[static_cast<size_t>(j)];
+  };
+  // The merge of the pair starting at `left`, or nullptr when there is none.
+  auto pair_at = [&](int32_t left) -> const MergeTable::Entry* {
+    const int32_t right = link[static_cast<size_t>(left)];
+    if (right >= end) return nullptr;
+    return merges.find(id[static_cast<size_t>(left)], id[static_cast<size_t>(right)]);
+  };
   auto consider = [&](int32_t left, std::vector<Candidate>& into) {
     if (left < 0) return;
-    const int32_t right = sym[static_cast<size_t>(left)].next;
-    if (right < 0) return;
-    const int32_t a = sym[static_cast<size_t>(left)].id, b = sym[static_cast<size_t>(right)].id;
-    if (const MergeTable::Entry* m = merges.find(a, b)) into.push_back({m->rank, left, a, b, m->merged});
+    if (const MergeTable::Entry* m = pair_at(left)) into.push_back({m->rank, left});
   };
-  for (size_t i = 0; i + 1 < n; ++i) consider(static_cast<int32_t>(i), heap);
+  for (int32_t i = 0; i + 1 < end; ++i) consider(i, heap);
   const std::greater<> later;  // makes the std heap functions keep the smallest (rank, position) on top
   std::make_heap(heap.begin(), heap.end(), later);
   int32_t round = -1;
@@ -299,21 +314,24 @@ void Tokenizer::Impl::bpe_into(std::string_view piece, std::vector<int64_t>& out
     std::pop_heap(heap.begin(), heap.end(), later);
     const Candidate c = heap.back();
     heap.pop_back();
-    Symbol& l = sym[static_cast<size_t>(c.left)];
-    if (l.id != c.left_id || l.next < 0) continue;  // stale: the left symbol changed
-    Symbol& r = sym[static_cast<size_t>(l.next)];
-    if (r.id != c.right_id) continue;  // stale: the right neighbour changed
+    const size_t l = static_cast<size_t>(c.left);
+    if (id[l] < 0) continue;  // stale: no longer the start of a symbol
+    const MergeTable::Entry* m = pair_at(c.left);
+    if (m == nullptr || m->rank != c.rank) continue;  // stale: the pair here changed
     round = c.rank;
-    l.id = c.merged;
-    r.id = -1;
-    l.next = r.next;
-    if (l.next >= 0) sym[static_cast<size_t>(l.next)].prev = c.left;
-    consider(l.prev, pending);
+    const int32_t r = link[l], e = link[static_cast<size_t>(r)];
+    id[l] = m->merged;
+    link[l] = e;
+    id[static_cast<size_t>(r)] = -1;
+    id[static_cast<size_t>(e - 1)] = -1;  // the merged symbol's last byte points back at its start
+    link[static_cast<size_t>(e - 1)] = c.left;
+    consider(prev_of(c.left), pending);
     consider(c.left, pending);
   }
-  for (int32_t i = 0; i >= 0; i = sym[static_cast<size_t>(i)].next) out.push_back(sym[static_cast<size_t>(i)].id);
-  if (sym.capacity() > kKeptScratch) {  // a huge piece does not pin its scratch space in the thread
-    std::vector<Symbol>().swap(sym);
+  for (int32_t i = 0; i < end; i = link[static_cast<size_t>(i)]) out.push_back(id[static_cast<size_t>(i)]);
+  if (id.capacity() > kKeptScratch) {  // a huge piece does not pin its scratch space in the thread
+    std::vector<int32_t>().swap(id);
+    std::vector<int32_t>().swap(link);
     std::vector<Candidate>().swap(heap);
     std::vector<Candidate>().swap(pending);
   }

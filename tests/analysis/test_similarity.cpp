@@ -154,3 +154,21 @@ TEST(Similarity, BadInput) {
 }
 
 }  // namespace
+
+TEST(AdapterSimilarity, AllZeroMatrixIsUndefinedNotAGrid) {
+  // A lora_A that never left zero has no singular directions; SVD's arbitrary basis made a full
+  // φ grid that looked like a result.
+  const Tensor zero = Tensor::zeros({4, 6}, DType::F64);
+  const Tensor a = randn({4, 6}, 3, 0, DType::F64);
+  for (auto [m1, m2, which] : {std::tuple{zero, a, "first"}, std::tuple{a, zero, "second"}}) {
+    try {
+      analysis::adapter_similarity(m1, m2);
+      ADD_FAILURE() << "no error for an all-zero " << which << " matrix";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("the ") + which + " matrix [4, 6] is all zeros"),
+                std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("undefined"), std::string::npos) << e.what();
+    }
+  }
+}

@@ -7,9 +7,11 @@
 
 #include "analysis/svd.h"
 #include "core/ops.h"
+#include "support/compare.h"
 
 using namespace lowrank;
 using analysis::Svd;
+using test::max_abs_diff;
 
 namespace {
 
@@ -20,14 +22,6 @@ constexpr double kTolF64 = 1e-12;
 
 double tol_for(DType t) {
   return t == DType::F32 ? kTolF32 : kTolF64;
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  auto x = a.to_vector<double>(), y = b.to_vector<double>();
-  EXPECT_EQ(x.size(), y.size());
-  double m = 0;
-  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
 }
 
 double fro(const Tensor& a) {

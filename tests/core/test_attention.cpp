@@ -7,13 +7,14 @@
 #include <limits>
 #include <ostream>
 
-#include "core/gradcheck.h"
 #include "core/ops.h"
 #include "core/rng.h"
-#include "core/test_util.h"
+#include "support/compare.h"
+#include "support/errors.h"
+#include "support/gradcheck.h"
 
 using namespace lowrank;
-using lowrank::testing::throws_with;
+using lowrank::test::throws_with;
 
 namespace {
 
@@ -118,10 +119,10 @@ class AttentionGradcheck : public ::testing::TestWithParam<GradCase> {};
 
 TEST_P(AttentionGradcheck, CentralDifferences) {
   const GradCase c = GetParam();
-  Tensor q = lowrank::testing::random_f64({c.b, c.tq, c.h, c.d}, 1),
-         k = lowrank::testing::random_f64({c.b, c.tk, c.h, c.d}, 2),
-         v = lowrank::testing::random_f64({c.b, c.tk, c.h, c.d}, 3);
-  EXPECT_TRUE(lowrank::testing::gradcheck(
+  Tensor q = lowrank::test::random_f64({c.b, c.tq, c.h, c.d}, 1),
+         k = lowrank::test::random_f64({c.b, c.tk, c.h, c.d}, 2),
+         v = lowrank::test::random_f64({c.b, c.tk, c.h, c.d}, 3);
+  EXPECT_TRUE(lowrank::test::gradcheck(
       [&](const std::vector<Tensor>& x) { return attention(x[0], x[1], x[2], c.causal, 0.0, c.p, 11, 3); }, {q, k, v}));
 }
 
@@ -132,8 +133,8 @@ INSTANTIATE_TEST_SUITE_P(Cases, AttentionGradcheck,
 
 // Scale given explicitly, gradcheck through a strided q (a slice of a fused qkv tensor).
 TEST(AttentionOp, GradcheckExplicitScaleAndStridedInputs) {
-  Tensor qkv = lowrank::testing::random_f64({2, 4, 3, 2, 3}, 4);  // [B, T, 3, H, D]
-  EXPECT_TRUE(lowrank::testing::gradcheck(
+  Tensor qkv = lowrank::test::random_f64({2, 4, 3, 2, 3}, 4);  // [B, T, 3, H, D]
+  EXPECT_TRUE(lowrank::test::gradcheck(
       [](const std::vector<Tensor>& x) {
         return attention(x[0].select(2, 0), x[0].select(2, 1), x[0].select(2, 2), true, 0.7);
       },

@@ -5,11 +5,12 @@
 #include <cmath>
 
 #include "core/ops.h"
-#include "core/test_util.h"
+#include "support/compare.h"
+#include "support/errors.h"
 
 using namespace lowrank;
-using lowrank::testing::throws_with;
-using lowrank::testing::values_near;
+using lowrank::test::all_close;
+using lowrank::test::throws_with;
 
 namespace {
 Tensor leaf(const std::vector<double>& v, const Shape& s) {
@@ -20,9 +21,9 @@ Tensor leaf(const std::vector<double>& v, const Shape& s) {
 TEST(Autograd, GradientsAccumulateAcrossBackwardCalls) {
   Tensor x = leaf({1, 2, 3}, {3});
   sum(mul(x, x)).backward();  // 2x
-  EXPECT_TRUE(values_near(x.grad(), {2, 4, 6}, 0));
+  EXPECT_TRUE(all_close(x.grad(), {2, 4, 6}, 0));
   sum(mul(x, 3.0)).backward();  // + 3
-  EXPECT_TRUE(values_near(x.grad(), {5, 7, 9}, 0));
+  EXPECT_TRUE(all_close(x.grad(), {5, 7, 9}, 0));
 }
 
 TEST(Autograd, ZeroGradClears) {
@@ -32,18 +33,18 @@ TEST(Autograd, ZeroGradClears) {
   x.zero_grad();
   EXPECT_FALSE(x.grad().defined());
   sum(mul(x, 2.0)).backward();
-  EXPECT_TRUE(values_near(x.grad(), {2, 2}, 0));
+  EXPECT_TRUE(all_close(x.grad(), {2, 2}, 0));
 }
 
 TEST(Autograd, BackwardWithExplicitGradient) {
   Tensor x = leaf({1, 2, 3, 4}, {2, 2});
   Tensor y = mul(x, x);
   y.backward(Tensor::from_vector(std::vector<double>{1, 0, -1, 0.5}, {2, 2}));
-  EXPECT_TRUE(values_near(x.grad(), {2, 0, -6, 4}, 0));
+  EXPECT_TRUE(all_close(x.grad(), {2, 0, -6, 4}, 0));
   // A leaf's own backward accumulates the given gradient.
   Tensor z = leaf({1, 1}, {2});
   z.backward(Tensor::from_vector(std::vector<double>{3, 4}, {2}));
-  EXPECT_TRUE(values_near(z.grad(), {3, 4}, 0));
+  EXPECT_TRUE(all_close(z.grad(), {3, 4}, 0));
 }
 
 TEST(Autograd, BackwardMisuseThrows) {
@@ -79,7 +80,7 @@ TEST(Autograd, DetachSharesStorageAndStopsGradient) {
   EXPECT_FALSE(d.requires_grad());
   EXPECT_TRUE(d.is_leaf());
   sum(add(mul(x, d), x)).backward();  // d is a constant: d(x*d + x)/dx = d + 1
-  EXPECT_TRUE(values_near(x.grad(), {2, 3, 4}, 0));
+  EXPECT_TRUE(all_close(x.grad(), {2, 3, 4}, 0));
 }
 
 TEST(Autograd, OnlyTensorsThatNeedGradGetThem) {
@@ -90,7 +91,7 @@ TEST(Autograd, OnlyTensorsThatNeedGradGetThem) {
   EXPECT_FALSE(y.is_leaf());
   EXPECT_FALSE(mul(c, c).requires_grad());
   sum(y).backward();
-  EXPECT_TRUE(values_near(x.grad(), {5, 6}, 0));
+  EXPECT_TRUE(all_close(x.grad(), {5, 6}, 0));
   EXPECT_FALSE(c.grad().defined());
 }
 
@@ -99,7 +100,7 @@ TEST(Autograd, DiamondGraphSumsBothPaths) {
   Tensor b = mul(a, 2.0), c = mul(a, 3.0);
   Tensor d = mul(b, c);  // 6 a^2 -> 12 a
   sum(d).backward();
-  EXPECT_TRUE(values_near(a.grad(), {12, -24, 36}, 1e-12));
+  EXPECT_TRUE(all_close(a.grad(), {12, -24, 36}, 1e-12));
   // A deeper diamond: one intermediate used by three consumers.
   Tensor x = leaf({0.5, 1.5}, {2});
   Tensor h = exp(x);
@@ -109,7 +110,7 @@ TEST(Autograd, DiamondGraphSumsBothPaths) {
     const double e = std::exp(v), t = std::tanh(e);
     want.push_back(e * (1 + 2 * e + (1 - t * t)));
   }
-  EXPECT_TRUE(values_near(x.grad(), want, 1e-12));
+  EXPECT_TRUE(all_close(x.grad(), want, 1e-12));
 }
 
 TEST(Autograd, GraphIsFreedAfterBackward) {
@@ -150,7 +151,7 @@ TEST(Autograd, ViewsShareStorageAndRouteGradients) {
   Tensor loss = add(add(sum(mul(v, 2.0)), sum(mul(o1, o2))), sum(t.select(0, 1)));
   loss.backward();
   // v: +2 on columns 0 and 2; o1*o2: x01, x00 + x02, x01 per row; t row 1: +1 on column 1.
-  EXPECT_TRUE(values_near(x.grad(), {2 + 2, 4 + 1, 2 + 2, 2 + 5, 10 + 1, 2 + 5}, 0));
+  EXPECT_TRUE(all_close(x.grad(), {2 + 2, 4 + 1, 2 + 2, 2 + 5, 10 + 1, 2 + 5}, 0));
 }
 
 TEST(Autograd, LeafGradIsAFreshContiguousTensor) {
@@ -163,12 +164,12 @@ TEST(Autograd, LeafGradIsAFreshContiguousTensor) {
   mul(y.mT(), 1.0).backward(g);  // the gradient arrives as a transposed view
   EXPECT_TRUE(x.grad().is_contiguous());
   EXPECT_TRUE(y.grad().is_contiguous());
-  EXPECT_TRUE(values_near(y.grad(), {1, 3, 2, 4}, 0));
+  EXPECT_TRUE(all_close(y.grad(), {1, 3, 2, 4}, 0));
 }
 
 TEST(Autograd, F32GradientsStayF32) {
   Tensor x = Tensor::from_vector(std::vector<float>{1, 2}, {2}).requires_grad_();
   sum(mul(x, x)).backward();
   EXPECT_EQ(x.grad().dtype(), DType::F32);
-  EXPECT_TRUE(values_near(x.grad(), {2, 4}, 0));
+  EXPECT_TRUE(all_close(x.grad(), {2, 4}, 0));
 }

@@ -6,11 +6,12 @@
 #include <map>
 
 #include "core/ops.h"
-#include "core/test_util.h"
+#include "support/compare.h"
+#include "support/errors.h"
 
 using namespace lowrank;
-using lowrank::testing::throws_with;
-using lowrank::testing::values_near;
+using lowrank::test::all_close;
+using lowrank::test::throws_with;
 
 namespace {
 
@@ -60,7 +61,7 @@ TEST_P(EinsumEq, MatchesBruteForce) {
   Tensor a = randn(c.a, 1, 0, DType::F64), b = randn(c.b, 2, 0, DType::F64);
   Tensor y = einsum(c.eq, a, b);
   EXPECT_EQ(y.shape(), c.out);
-  EXPECT_TRUE(values_near(y, brute_einsum(c.eq, a, b), kEinsumTol));
+  EXPECT_TRUE(all_close(y, brute_einsum(c.eq, a, b), kEinsumTol));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -84,8 +85,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(Einsum, ImplicitOutputAndSpaces) {
   Tensor a = randn({3, 4}, 3, 0, DType::F64), b = randn({4, 2}, 4, 0, DType::F64);
-  EXPECT_TRUE(values_near(einsum("ij,jk", a, b), brute_einsum("ij,jk->ik", a, b), kEinsumTol));
-  EXPECT_TRUE(values_near(einsum(" ij , jk -> ik ", a, b), brute_einsum("ij,jk->ik", a, b), kEinsumTol));
+  EXPECT_TRUE(all_close(einsum("ij,jk", a, b), brute_einsum("ij,jk->ik", a, b), kEinsumTol));
+  EXPECT_TRUE(all_close(einsum(" ij , jk -> ik ", a, b), brute_einsum("ij,jk->ik", a, b), kEinsumTol));
   // Implicit output is alphabetical: "kj,ji" gives "ik", not "ki".
   EXPECT_EQ(einsum("kj,ji", b.mT(), a.mT()).shape(), (Shape{3, 2}));
 }
@@ -93,10 +94,10 @@ TEST(Einsum, ImplicitOutputAndSpaces) {
 TEST(Einsum, ViewOperandsAndF32) {
   Tensor a = randn({4, 3, 2}, 5, 0, DType::F64).permute({2, 1, 0});  // [2, 3, 4] non-contiguous
   Tensor b = randn({8, 5}, 6, 0, DType::F64).slice(0, 0, 8, 2);      // [4, 5] stepped
-  EXPECT_TRUE(values_near(einsum("abc,cd->abd", a, b), brute_einsum("abc,cd->abd", a, b), kEinsumTol));
+  EXPECT_TRUE(all_close(einsum("abc,cd->abd", a, b), brute_einsum("abc,cd->abd", a, b), kEinsumTol));
   // f32: sums of 4 products of unit normals round to ~1e-6.
   Tensor af = a.to(DType::F32), bf = b.to(DType::F32);
-  EXPECT_TRUE(values_near(einsum("abc,cd->abd", af, bf), brute_einsum("abc,cd->abd", a, b), 1e-5));
+  EXPECT_TRUE(all_close(einsum("abc,cd->abd", af, bf), brute_einsum("abc,cd->abd", a, b), 1e-5));
   EXPECT_EQ(einsum("abc,cd->abd", af, bf).dtype(), DType::F32);
 }
 

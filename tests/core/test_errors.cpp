@@ -3,10 +3,11 @@
 #include <gtest/gtest.h>
 
 #include "core/ops.h"
-#include "core/test_util.h"
+#include "support/compare.h"
+#include "support/errors.h"
 
 using namespace lowrank;
-using lowrank::testing::throws_with;
+using lowrank::test::throws_with;
 
 TEST(Errors, ShapeMismatches) {
   Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4});

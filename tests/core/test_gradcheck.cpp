@@ -1,15 +1,15 @@
-// Central-difference gradient checks in f64 (tests/core/gradcheck.h) for every differentiable
+// Central-difference gradient checks in f64 (tests/support/gradcheck.h) for every differentiable
 // op of core/ops.h and every view op: random shapes, broadcasting, strided inputs.
 #include <gtest/gtest.h>
 
 #include <random>
 
-#include "core/gradcheck.h"
 #include "core/ops.h"
+#include "support/gradcheck.h"
 
 using namespace lowrank;
-using lowrank::testing::gradcheck;
-using lowrank::testing::random_f64;
+using lowrank::test::gradcheck;
+using lowrank::test::random_f64;
 using Inputs = std::vector<Tensor>;
 
 namespace {

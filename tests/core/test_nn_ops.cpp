@@ -5,13 +5,14 @@
 #include <cmath>
 
 #include "core/ops.h"
-#include "core/test_util.h"
+#include "support/compare.h"
+#include "support/errors.h"
 
 using namespace lowrank;
-using lowrank::testing::strided_values;
-using lowrank::testing::throws_with;
-using lowrank::testing::tol_for;
-using lowrank::testing::values_near;
+using lowrank::test::all_close;
+using lowrank::test::strided_values;
+using lowrank::test::throws_with;
+using lowrank::test::tol_for;
 
 namespace {
 
@@ -30,16 +31,16 @@ const std::vector<double> kLogSoftmax123{-2.4076059644443806, -1.407605964444380
 
 TEST_P(NnOps, SoftmaxHandWorked) {
   const double t = tol_for(dt());
-  EXPECT_TRUE(values_near(softmax(vec({1, 2, 3}, {3})), kSoftmax123, t));
-  EXPECT_TRUE(values_near(log_softmax(vec({1, 2, 3}, {3})), kLogSoftmax123, t));
+  EXPECT_TRUE(all_close(softmax(vec({1, 2, 3}, {3})), kSoftmax123, t));
+  EXPECT_TRUE(all_close(log_softmax(vec({1, 2, 3}, {3})), kLogSoftmax123, t));
   // Shifting a row changes nothing, and huge logits do not overflow.
-  EXPECT_TRUE(values_near(softmax(vec({1001, 1002, 1003}, {1, 3})), kSoftmax123, t));
-  EXPECT_TRUE(values_near(softmax(vec({-1e4, 0}, {2})), {0, 1}, t));
+  EXPECT_TRUE(all_close(softmax(vec({1001, 1002, 1003}, {1, 3})), kSoftmax123, t));
+  EXPECT_TRUE(all_close(softmax(vec({-1e4, 0}, {2})), {0, 1}, t));
   // Axis 0 of [[1, 2], [3, 4]]: each column is softmax([a, a + 2]).
   const double lo = 1 / (1 + std::exp(2.0));
-  EXPECT_TRUE(values_near(softmax(vec({1, 2, 3, 4}, {2, 2}), 0), {lo, lo, 1 - lo, 1 - lo}, t));
-  EXPECT_TRUE(values_near(log_softmax(vec({1, 2, 3, 4}, {2, 2}), -2),
-                          {std::log(lo), std::log(lo), std::log(1 - lo), std::log(1 - lo)}, t));
+  EXPECT_TRUE(all_close(softmax(vec({1, 2, 3, 4}, {2, 2}), 0), {lo, lo, 1 - lo, 1 - lo}, t));
+  EXPECT_TRUE(all_close(log_softmax(vec({1, 2, 3, 4}, {2, 2}), -2),
+                        {std::log(lo), std::log(lo), std::log(1 - lo), std::log(1 - lo)}, t));
 }
 
 TEST_P(NnOps, SoftmaxOfCausallyMaskedScores) {
@@ -48,7 +49,7 @@ TEST_P(NnOps, SoftmaxOfCausallyMaskedScores) {
   Tensor mask = Tensor::from_data<uint8_t>(std::vector<uint8_t>{0, 1, 1, 0, 0, 1, 0, 0, 0}, {3, 3});
   Tensor p = softmax(masked_fill(scores, mask, -INFINITY));
   const double e = 1 / (1 + std::exp(1.0));
-  EXPECT_TRUE(values_near(p, {1, 0, 0, e, 1 - e, 0, kSoftmax123[0], kSoftmax123[1], kSoftmax123[2]}, tol_for(dt())));
+  EXPECT_TRUE(all_close(p, {1, 0, 0, e, 1 - e, 0, kSoftmax123[0], kSoftmax123[1], kSoftmax123[2]}, tol_for(dt())));
 }
 
 TEST_P(NnOps, SoftmaxAnyAxisOfViewsMatchesHostLoop) {
@@ -71,7 +72,7 @@ TEST_P(NnOps, SoftmaxAnyAxisOfViewsMatchesHostLoop) {
         for (int64_t j = 0; j < s[axis]; ++j) z += std::exp(xv[start + j * cs[axis]] - mx);
         want[i] = logf ? xv[i] - mx - std::log(z) : std::exp(xv[i] - mx) / z;
       }
-      EXPECT_TRUE(values_near(y, want, tol_for(dt()) * 10)) << "axis " << axis << " log " << logf;
+      EXPECT_TRUE(all_close(y, want, tol_for(dt()) * 10)) << "axis " << axis << " log " << logf;
     }
   }
 }
@@ -86,7 +87,7 @@ TEST_P(NnOps, CrossEntropyHandWorked) {
   Tensor loss = cross_entropy(lg, ids({2, -100}, {2}));
   EXPECT_NEAR(loss.item(), -kLogSoftmax123[2], t);
   loss.backward();
-  EXPECT_TRUE(values_near(lg.grad(), {kSoftmax123[0], kSoftmax123[1], kSoftmax123[2] - 1, 0, 0, 0}, t));
+  EXPECT_TRUE(all_close(lg.grad(), {kSoftmax123[0], kSoftmax123[1], kSoftmax123[2] - 1, 0, 0, 0}, t));
   // A custom ignore index.
   EXPECT_NEAR(cross_entropy(logits, ids({7, 1}, {2}), 7).item(), -kLogSoftmax123[1], t);
 }
@@ -96,7 +97,7 @@ TEST_P(NnOps, CrossEntropyAllIgnoredIsZeroNotNan) {
   Tensor loss = cross_entropy(lg, ids({-100, -100}, {2}));
   EXPECT_EQ(loss.item(), 0.0);
   loss.backward();
-  EXPECT_TRUE(values_near(lg.grad(), {0, 0, 0, 0, 0, 0}, 0));
+  EXPECT_TRUE(all_close(lg.grad(), {0, 0, 0, 0, 0, 0}, 0));
 }
 
 TEST_P(NnOps, CrossEntropyBatchedLogitsMatchHostLoop) {
@@ -123,13 +124,12 @@ TEST_P(NnOps, LayerNormHandWorked) {
   const double eps = 1e-5, t = tol_for(dt());
   Tensor x = vec({1, 2, 3, 4, 2, 2, 2, 2}, {2, 4});
   const double r = 1 / std::sqrt(1.25 + eps);  // mean 2.5, variance 1.25
-  EXPECT_TRUE(
-      values_near(layer_norm(x, Tensor(), Tensor(), eps), {-1.5 * r, -0.5 * r, 0.5 * r, 1.5 * r, 0, 0, 0, 0}, t));
+  EXPECT_TRUE(all_close(layer_norm(x, Tensor(), Tensor(), eps), {-1.5 * r, -0.5 * r, 0.5 * r, 1.5 * r, 0, 0, 0, 0}, t));
   Tensor w = vec({1, 2, 3, 4}, {4}), b = vec({0, 1, 0, -1}, {4});
-  EXPECT_TRUE(values_near(layer_norm(x, w, b, eps), {-1.5 * r, -1 * r + 1, 1.5 * r, 6 * r - 1, 0, 1, 0, -1}, t));
-  EXPECT_TRUE(values_near(layer_norm(x, w, Tensor(), eps), {-1.5 * r, -1 * r, 1.5 * r, 6 * r, 0, 0, 0, 0}, t));
+  EXPECT_TRUE(all_close(layer_norm(x, w, b, eps), {-1.5 * r, -1 * r + 1, 1.5 * r, 6 * r - 1, 0, 1, 0, -1}, t));
+  EXPECT_TRUE(all_close(layer_norm(x, w, Tensor(), eps), {-1.5 * r, -1 * r, 1.5 * r, 6 * r, 0, 0, 0, 0}, t));
   EXPECT_TRUE(
-      values_near(layer_norm(x, Tensor(), b, eps), {-1.5 * r, -0.5 * r + 1, 0.5 * r, 1.5 * r - 1, 0, 1, 0, -1}, t));
+      all_close(layer_norm(x, Tensor(), b, eps), {-1.5 * r, -0.5 * r + 1, 0.5 * r, 1.5 * r - 1, 0, 1, 0, -1}, t));
 }
 
 TEST_P(NnOps, LayerNormOfViewMatchesHostLoop) {
@@ -143,22 +143,22 @@ TEST_P(NnOps, LayerNormOfViewMatchesHostLoop) {
     for (int j = 0; j < 9; ++j) v += (xv[r * 9 + j] - m) * (xv[r * 9 + j] - m) / 9;
     for (int j = 0; j < 9; ++j) want.push_back((xv[r * 9 + j] - m) / std::sqrt(v + 1e-5) * wv[j] + bv[j]);
   }
-  EXPECT_TRUE(values_near(y, want, tol_for(dt()) * 10));
+  EXPECT_TRUE(all_close(y, want, tol_for(dt()) * 10));
 }
 
 TEST_P(NnOps, EmbeddingGatherAndScatterAdd) {
   Tensor w = vec({0, 1, 2, 3, 4, 5}, {3, 2}).requires_grad_();
   Tensor out = embedding(w, ids({2, 0, 1, 1}, {2, 2}));
   EXPECT_EQ(out.shape(), (Shape{2, 2, 2}));
-  EXPECT_TRUE(values_near(out, {4, 5, 0, 1, 2, 3, 2, 3}, 0));
+  EXPECT_TRUE(all_close(out, {4, 5, 0, 1, 2, 3, 2, 3}, 0));
   Tensor g = vec({1, 2, 3, 4, 5, 6, 7, 8}, {2, 2, 2});
   out.backward(g);
   // Row 1 is used twice: its gradient is the sum of both uses.
-  EXPECT_TRUE(values_near(w.grad(), {3, 4, 5 + 7, 6 + 8, 1, 2}, 0));
+  EXPECT_TRUE(all_close(w.grad(), {3, 4, 5 + 7, 6 + 8, 1, 2}, 0));
   // A view of the weight (transposed back) and a strided id tensor.
   Tensor wt = vec({0, 2, 4, 1, 3, 5}, {2, 3}).mT();
   Tensor strided_ids = ids({2, 9, 0, 9}, {4}).slice(0, 0, 4, 2);
-  EXPECT_TRUE(values_near(embedding(wt, strided_ids), {4, 5, 0, 1}, 0));
+  EXPECT_TRUE(all_close(embedding(wt, strided_ids), {4, 5, 0, 1}, 0));
 }
 
 TEST_P(NnOps, EmbeddingOutOfRangeNamesIdAndVocabulary) {
@@ -179,11 +179,11 @@ TEST_P(NnOps, DropoutMaskScalesAndMatchesRand) {
     want[i] = xv[i] * mask[i];
     kept += u[i] >= p;
   }
-  EXPECT_TRUE(values_near(y, want, tol_for(dt())));
+  EXPECT_TRUE(all_close(y, want, tol_for(dt())));
   // 2112 Bernoulli(0.7) draws: the kept fraction is within 5 standard deviations (0.05) of 0.7.
   EXPECT_NEAR(static_cast<double>(kept) / static_cast<double>(xv.size()), 1 - p, 0.05);
   y.backward(Tensor::ones({64, 33}, dt()));
-  EXPECT_TRUE(values_near(x.grad(), mask, tol_for(dt())));
+  EXPECT_TRUE(all_close(x.grad(), mask, tol_for(dt())));
   // Same seed and offset: same bits; another offset: another mask.
   EXPECT_EQ(dropout(x, p, true, 1234, 77).to_vector<double>(), y.to_vector<double>());
   EXPECT_NE(dropout(x, p, true, 1234, 78).to_vector<double>(), y.to_vector<double>());

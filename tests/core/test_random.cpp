@@ -6,7 +6,8 @@
 
 #include "core/ops.h"
 #include "core/rng.h"
-#include "core/test_util.h"
+#include "support/compare.h"
+#include "support/errors.h"
 
 using namespace lowrank;
 

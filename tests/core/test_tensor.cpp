@@ -5,12 +5,13 @@
 
 #include "core/cpu_allocator.h"
 #include "core/ops.h"
-#include "core/test_util.h"
+#include "support/compare.h"
+#include "support/errors.h"
 
 using namespace lowrank;
-using lowrank::testing::strided_values;
-using lowrank::testing::throws_with;
-using lowrank::testing::values_near;
+using lowrank::test::all_close;
+using lowrank::test::strided_values;
+using lowrank::test::throws_with;
 
 namespace {
 Tensor iota(const Shape& s, DType t = DType::F64) {
@@ -125,7 +126,7 @@ TEST(Tensor, CopyCastFill) {
   EXPECT_EQ(i.to_vector<int64_t>(), (std::vector<int64_t>{1, -2}));
   EXPECT_EQ(i.to(DType::F32).to_vector<float>(), (std::vector<float>{1, -2}));
   Tensor u8 = Tensor::from_data<uint8_t>(std::vector<uint8_t>{0, 1, 255}, {3});
-  EXPECT_TRUE(values_near(u8.to(DType::F64), {0, 1, 255}, 0));
+  EXPECT_TRUE(all_close(u8.to(DType::F64), {0, 1, 255}, 0));
   EXPECT_EQ(a.to(Device::cpu()).storage().get(), a.storage().get());
 }
 
@@ -138,7 +139,7 @@ TEST(Tensor, CopyFromNonContiguousOddSizes) {
   std::vector<double> want;
   for (int i = 0; i < 13; ++i)
     for (int j = 3; j < 37; j += 5) want.push_back(j * 13 + i);
-  EXPECT_TRUE(values_near(c, want, 0));
+  EXPECT_TRUE(all_close(c, want, 0));
   EXPECT_EQ(strided_values(v), want);
 }
 
@@ -178,12 +179,12 @@ TEST(CpuAllocator, TensorsMadeAndFreedOnDifferentThreads) {
     for (uint64_t i = 0; i < 200; ++i) made.push_back(mul(randn({7}, i), 2.0));
   });
   producer.join();
-  EXPECT_TRUE(values_near(made[5], strided_values(mul(randn({7}, 5), 2.0)), 0));
+  EXPECT_TRUE(all_close(made[5], strided_values(mul(randn({7}, 5), 2.0)), 0));
   std::vector<Tensor> mine;
   for (uint64_t i = 0; i < 200; ++i) mine.push_back(randn({5}, i));
   std::thread consumer([moved = std::move(mine)]() mutable { moved.clear(); });
   consumer.join();
   made.clear();
   Tensor after = add(Tensor::ones({5}), Tensor::ones({5}));
-  EXPECT_TRUE(values_near(after, {2, 2, 2, 2, 2}, 0));
+  EXPECT_TRUE(all_close(after, {2, 2, 2, 2, 2}, 0));
 }

@@ -7,7 +7,8 @@
 
 #include <sstream>
 
-#include "tests/cuda/cuda_test_util.h"
+#include "support/compare.h"
+#include "support/device.h"
 
 using namespace lowrank;
 using namespace lowrank::test;
@@ -94,9 +95,7 @@ TEST_P(CudaAttention, ForwardAndGradientsMatchCpu) {
   // Outputs are weighted means of v rows (|y| <= max |v|), gradients sums over Tk or Tq terms:
   // GEMM-like error, scaled by each result's magnitude.
   const Tol tol = gemm_tol(dtype);
-  auto close = [&](const Tensor& got, const Tensor& want) {
-    return all_close(got, want, {tol.rtol, tol.atol * std::max(1.0, max_abs(want))});
-  };
+  auto close = [&](const Tensor& got, const Tensor& want) { return all_close(got, want, scaled(tol, want)); };
   EXPECT_TRUE(close(yd, yc)) << "out";
   sum(mul(yc, g)).backward();
   sum(mul(yd, on_device(g))).backward();
@@ -112,8 +111,7 @@ TEST_P(CudaAttention, ForwardAndGradientsMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention,
-                         ::testing::Combine(::testing::Range<size_t>(0, attn_cases().size()),
-                                            ::testing::Values(DType::F32, DType::F64)),
+                         ::testing::Combine(case_indices(attn_cases()), ::testing::Values(DType::F32, DType::F64)),
                          [](const ::testing::TestParamInfo<AttnParam>& info) {
                            return case_name(attn_cases()[std::get<0>(info.param)]) + "_" +
                                   dtype_label(std::get<1>(info.param));

@@ -5,7 +5,8 @@
 
 #include <functional>
 
-#include "tests/cuda/cuda_test_util.h"
+#include "support/compare.h"
+#include "support/device.h"
 
 using namespace lowrank;
 using namespace lowrank::test;
@@ -92,8 +93,8 @@ TEST_P(CudaUnary, ForwardAndBackwardMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, CudaUnary,
-                         ::testing::Combine(::testing::Range<size_t>(0, 16), ::testing::Values(DType::F32, DType::F64),
-                                            ::testing::Range<size_t>(0, 7)),
+                         ::testing::Combine(case_indices(unary_cases()), ::testing::Values(DType::F32, DType::F64),
+                                            case_indices(layouts())),
                          [](const ::testing::TestParamInfo<UnaryParam>& info) {
                            return std::string(unary_cases()[std::get<0>(info.param)].name) + "_" +
                                   dtype_label(std::get<1>(info.param)) + "_" + layouts()[std::get<2>(info.param)].name;
@@ -175,8 +176,8 @@ TEST_P(CudaBinary, ForwardAndBackwardMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Ops, CudaBinary,
-                         ::testing::Combine(::testing::Range<size_t>(0, 11), ::testing::Values(DType::F32, DType::F64),
-                                            ::testing::Range<size_t>(0, 6)),
+                         ::testing::Combine(case_indices(binary_cases()), ::testing::Values(DType::F32, DType::F64),
+                                            case_indices(broadcast_cases())),
                          [](const ::testing::TestParamInfo<BinaryParam>& info) {
                            return std::string(binary_cases()[std::get<0>(info.param)].name) + "_" +
                                   dtype_label(std::get<1>(info.param)) + "_" +

@@ -8,7 +8,8 @@
 #include "core/io/safetensors.h"
 #include "models/gpt2/checkpoint.h"
 #include "optim/adam.h"
-#include "tests/cuda/cuda_test_util.h"
+#include "support/compare.h"
+#include "support/device.h"
 
 using namespace lowrank;
 using namespace lowrank::test;

@@ -6,7 +6,8 @@
 
 #include <sstream>
 
-#include "tests/cuda/cuda_test_util.h"
+#include "support/compare.h"
+#include "support/device.h"
 
 using namespace lowrank;
 using namespace lowrank::test;
@@ -63,9 +64,7 @@ TEST_P(CudaLora, FusedKernelsMatchCpu) {
   Tensor yc = lora_linear(xc, wc, c.bias ? bc : Tensor(), ac, bmc, scale, c.base_scale);
   Tensor yd = lora_linear(xd, wd, c.bias ? bd : Tensor(), ad, bmd, scale, c.base_scale);
   const Tol tol = gemm_tol(dtype);
-  auto close = [&](const Tensor& got, const Tensor& want) {
-    return all_close(got, want, {tol.rtol, tol.atol * std::max(1.0, max_abs(want))});
-  };
+  auto close = [&](const Tensor& got, const Tensor& want) { return all_close(got, want, scaled(tol, want)); };
   EXPECT_TRUE(close(yd, yc)) << "y";
   sum(mul(yc, g)).backward();
   sum(mul(yd, on_device(g))).backward();
@@ -83,7 +82,7 @@ TEST_P(CudaLora, FusedKernelsMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaLora,
-                         ::testing::Combine(::testing::Range<size_t>(0, 9), ::testing::Values(DType::F32, DType::F64)),
+                         ::testing::Combine(case_indices(lora_cases()), ::testing::Values(DType::F32, DType::F64)),
                          [](const ::testing::TestParamInfo<LoraParam>& info) {
                            return case_name(lora_cases()[std::get<0>(info.param)]) + "_" +
                                   dtype_label(std::get<1>(info.param));

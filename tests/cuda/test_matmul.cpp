@@ -5,7 +5,8 @@
 
 #include <functional>
 
-#include "tests/cuda/cuda_test_util.h"
+#include "support/compare.h"
+#include "support/device.h"
 
 using namespace lowrank;
 using namespace lowrank::test;
@@ -66,7 +67,7 @@ TEST_P(CudaMatmul, ForwardAndBackwardMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaMatmul,
-                         ::testing::Combine(::testing::Range<size_t>(0, 11), ::testing::Values(DType::F32, DType::F64)),
+                         ::testing::Combine(case_indices(matmul_cases()), ::testing::Values(DType::F32, DType::F64)),
                          [](const ::testing::TestParamInfo<MatmulParam>& info) {
                            return std::string(matmul_cases()[std::get<0>(info.param)].name) + "_" +
                                   dtype_label(std::get<1>(info.param));

@@ -5,7 +5,8 @@
 
 #include <sstream>
 
-#include "tests/cuda/cuda_test_util.h"
+#include "support/compare.h"
+#include "support/device.h"
 
 using namespace lowrank;
 using namespace lowrank::test;
@@ -49,7 +50,7 @@ TEST_P(CudaSoftmax, SoftmaxAndLogSoftmaxMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaSoftmax,
-                         ::testing::Combine(::testing::Range<size_t>(0, 5), ::testing::Values(DType::F32, DType::F64)),
+                         ::testing::Combine(case_indices(row_shapes()), ::testing::Values(DType::F32, DType::F64)),
                          [](const ::testing::TestParamInfo<RowParam>& info) {
                            return shape_label(row_shapes()[std::get<0>(info.param)]) + "_" +
                                   dtype_label(std::get<1>(info.param));

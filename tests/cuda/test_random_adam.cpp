@@ -2,7 +2,8 @@
 #include <gtest/gtest.h>
 
 #include "core/dispatch.h"
-#include "tests/cuda/cuda_test_util.h"
+#include "support/compare.h"
+#include "support/device.h"
 
 using namespace lowrank;
 using namespace lowrank::test;

@@ -2,7 +2,8 @@
 // transposed views, and long enough to take the split paths), their backward, and argmax.
 #include <gtest/gtest.h>
 
-#include "tests/cuda/cuda_test_util.h"
+#include "support/compare.h"
+#include "support/device.h"
 
 using namespace lowrank;
 using namespace lowrank::test;
@@ -62,7 +63,7 @@ TEST_P(CudaReduce, ForwardAndBackwardMatchCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Axes, CudaReduce,
                          ::testing::Combine(::testing::Values(Red::Sum, Red::Mean, Red::Max),
-                                            ::testing::Values(DType::F32, DType::F64), ::testing::Range<size_t>(0, 7),
+                                            ::testing::Values(DType::F32, DType::F64), case_indices(axes_cases()),
                                             ::testing::Bool()),
                          [](const ::testing::TestParamInfo<ReduceParam>& info) {
                            return std::string(red_name(std::get<0>(info.param))) + "_" +
@@ -100,7 +101,7 @@ TEST_P(CudaReduceLong, SumAndMaxMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaReduceLong,
-                         ::testing::Combine(::testing::Range<size_t>(0, 5), ::testing::Values(DType::F32, DType::F64)),
+                         ::testing::Combine(case_indices(long_cases()), ::testing::Values(DType::F32, DType::F64)),
                          [](const ::testing::TestParamInfo<std::tuple<size_t, DType>>& info) {
                            return std::string(long_cases()[std::get<0>(info.param)].name) + "_" +
                                   dtype_label(std::get<1>(info.param));

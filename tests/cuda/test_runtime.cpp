@@ -6,7 +6,8 @@
 #include "core/cuda/cuda_context.h"
 #include "core/cuda/cuda_libs.h"
 #endif
-#include "tests/cuda/cuda_test_util.h"
+#include "support/compare.h"
+#include "support/device.h"
 
 using namespace lowrank;
 using namespace lowrank::test;

@@ -4,7 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "analysis/svd.h"
-#include "tests/cuda/cuda_test_util.h"
+#include "support/compare.h"
+#include "support/device.h"
 
 using namespace lowrank;
 using namespace lowrank::test;

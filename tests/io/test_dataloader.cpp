@@ -7,7 +7,8 @@
 #include <set>
 
 #include "core/io/dataloader.h"
-#include "io_test_util.h"
+#include "support/errors.h"
+#include "support/files.h"
 
 namespace lowrank {
 namespace {

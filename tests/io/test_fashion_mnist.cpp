@@ -8,13 +8,14 @@
 
 #include "core/io/fashion_mnist.h"
 #include "core/io/idx.h"
-#include "io_test_util.h"
+#include "support/errors.h"
+#include "support/files.h"
 
 namespace lowrank {
 namespace {
 
-using testing_io::TempDir;
-using testing_io::write_bytes;
+using test::TempDir;
+using test::write_bytes;
 
 Tensor pixels(int64_t n, int64_t h = 28, int64_t w = 28) {
   std::vector<uint8_t> v(static_cast<size_t>(n * h * w));

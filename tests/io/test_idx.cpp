@@ -6,7 +6,8 @@
 
 #include "core/io/idx.h"
 #include "core/ops.h"
-#include "io_test_util.h"
+#include "support/errors.h"
+#include "support/files.h"
 
 namespace lowrank {
 namespace {
@@ -14,9 +15,9 @@ namespace {
 using io::decode_idx;
 using io::encode_idx;
 using io::read_idx;
-using testing_io::read_bytes;
-using testing_io::TempDir;
-using testing_io::write_bytes;
+using test::read_bytes;
+using test::TempDir;
+using test::write_bytes;
 
 void write_gz(const std::string& path, const std::string& bytes) {
   gzFile f = gzopen(path.c_str(), "wb");

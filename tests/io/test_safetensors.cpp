@@ -11,16 +11,17 @@
 #include "core/io/half.h"
 #include "core/io/safetensors.h"
 #include "core/ops.h"
-#include "io_test_util.h"
+#include "support/errors.h"
+#include "support/files.h"
 
 namespace lowrank {
 namespace {
 
 using io::load_safetensors;
 using io::save_safetensors;
-using testing_io::read_bytes;
-using testing_io::TempDir;
-using testing_io::write_bytes;
+using test::read_bytes;
+using test::TempDir;
+using test::write_bytes;
 
 // 8-byte little-endian header length + header + data.
 std::string make_file(const std::string& header, const std::string& data) {

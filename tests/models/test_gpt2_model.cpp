@@ -6,22 +6,22 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
-#include "core/test_util.h"
 #include "models/gpt2/model.h"
-#include "models/gpt2_test_util.h"
 #include "nn/lora.h"
 #include "optim/adam.h"
+#include "support/compare.h"
+#include "support/errors.h"
+#include "support/gpt2.h"
 
 using namespace lowrank;
 using namespace lowrank::models::gpt2;
-using lowrank::testing::throws_with;
-namespace gt = lowrank::gpt2_test;
+using lowrank::test::throws_with;
 
 namespace {
 
 // The cached path runs the same ops on fewer rows; only GEMM blocking and the attention's
 // summation order over a different number of keys differ: a few f32 ulps of logits near 1.
-constexpr gt::Tol kCacheTol{1e-5, 1e-5};
+constexpr test::Tol kCacheTol{1e-5, 1e-5};
 
 }  // namespace
 
@@ -38,7 +38,7 @@ TEST(Gpt2Config, PresetsMatchOpenAiSizes) {
 }
 
 TEST(Gpt2Config, JsonRoundTripAndHfKeys) {
-  Config c = gt::tiny_config(0.25);
+  Config c = test::tiny_config(0.25);
   c.layer_norm_eps = 1e-6;
   EXPECT_EQ(Config::from_json(c.to_json()), c);
   // HF's names: n_positions wins over n_ctx; the three pdrops must agree.
@@ -59,7 +59,7 @@ TEST(Gpt2Config, JsonRoundTripAndHfKeys) {
 }
 
 TEST(Gpt2Model, PathsShapesAndCount) {
-  Config c = gt::tiny_config();
+  Config c = test::tiny_config();
   nn::Generator gen(1);
   Gpt2 m(c, gen);
   const int64_t C = 16, H = 2, D = 8, V = 50;
@@ -79,7 +79,7 @@ TEST(Gpt2Model, PathsShapesAndCount) {
   EXPECT_EQ(m.submodule("h.1.attn.query").type_name(), "EinsumDense");
   EXPECT_EQ(m.submodule("h.0.mlp.fc").type_name(), "Dense");
   // GPT-2's init: std 0.02, the residual projections 0.02 / sqrt(2 n_layer) = 0.01 with 2 layers.
-  Config wide = gt::tiny_config();  // wide enough for the sample deviations to be within 2%
+  Config wide = test::tiny_config();  // wide enough for the sample deviations to be within 2%
   wide.n_embd = 128, wide.n_head = 4;
   Gpt2 big(wide, gen);
   auto sd2 = big.state_dict();
@@ -97,10 +97,10 @@ TEST(Gpt2Model, PathsShapesAndCount) {
 }
 
 TEST(Gpt2Model, LogitsShapeAndBadInput) {
-  Gpt2 m(gt::tiny_config());
-  Tensor logits = m.forward(gt::random_ids(3, 5, 50, 1));
+  Gpt2 m(test::tiny_config());
+  Tensor logits = m.forward(test::random_ids(3, 5, 50, 1));
   EXPECT_EQ(logits.shape(), (Shape{3, 5, 50}));
-  EXPECT_TRUE(throws_with([&] { m.forward(gt::random_ids(1, 17, 50, 1)); }, {"17", "n_ctx = 16"}));
+  EXPECT_TRUE(throws_with([&] { m.forward(test::random_ids(1, 17, 50, 1)); }, {"17", "n_ctx = 16"}));
   EXPECT_TRUE(throws_with(
       [&] {
         m.forward(Tensor::from_vector(std::vector<int64_t>{1, 50}, {1, 2}));
@@ -113,21 +113,21 @@ TEST(Gpt2Model, LogitsShapeAndBadInput) {
       {"token id -3"}));
   EXPECT_TRUE(throws_with([&] { m.forward(Tensor::zeros({1, 2})); }, {"int64"}));
   EXPECT_TRUE(throws_with([&] { m.forward(Tensor::from_vector(std::vector<int64_t>{1, 2}, {2})); }, {"[batch, time]"}));
-  Tensor ids = gt::random_ids(2, 4, 50, 2);
-  EXPECT_TRUE(throws_with([&] { m.loss(ids, gt::random_ids(2, 3, 50, 2)); }, {"targets"}));
+  Tensor ids = test::random_ids(2, 4, 50, 2);
+  EXPECT_TRUE(throws_with([&] { m.loss(ids, test::random_ids(2, 3, 50, 2)); }, {"targets"}));
 }
 
 TEST(Gpt2Model, CausalAndLossMatchesCrossEntropy) {
-  Gpt2 m(gt::tiny_config());
+  Gpt2 m(test::tiny_config());
   NoGradGuard ng;
-  Tensor a = gt::random_ids(1, 8, 50, 3);
+  Tensor a = test::random_ids(1, 8, 50, 3);
   std::vector<int64_t> v = a.to_vector<int64_t>();
   v[6] = (v[6] + 1) % 50;  // change position 6: logits 0..5 must not move, 6 must
   Tensor la = m.forward(a), lb = m.forward(Tensor::from_vector(v, {1, 8}));
-  EXPECT_TRUE(gt::bitwise_equal(la.slice(1, 0, 6).contiguous(), lb.slice(1, 0, 6).contiguous()));
-  EXPECT_FALSE(gt::close(la.slice(1, 6, 7), lb.slice(1, 6, 7), {0, 1e-6}));
+  EXPECT_TRUE(test::bitwise_equal(la.slice(1, 0, 6).contiguous(), lb.slice(1, 0, 6).contiguous()));
+  EXPECT_FALSE(test::all_close(la.slice(1, 6, 7), lb.slice(1, 6, 7), {0, 1e-6}));
   // The loss is the mean over non-ignored targets of -log softmax.
-  std::vector<int64_t> t = gt::random_ids(1, 8, 50, 4).to_vector<int64_t>();
+  std::vector<int64_t> t = test::random_ids(1, 8, 50, 4).to_vector<int64_t>();
   t[2] = -100;
   Tensor loss = m.loss(a, Tensor::from_vector(t, {1, 8}));
   std::vector<double> lp = log_softmax(la, -1).to_vector<double>();
@@ -140,9 +140,9 @@ TEST(Gpt2Model, CausalAndLossMatchesCrossEntropy) {
 TEST(Gpt2Model, ChunkedLossEqualsUnchunked) {
   // Chunks of 3 rows over 2 x 12 positions; rows 6..8 (a whole chunk) and a few more ignored.
   nn::Generator gen(6);
-  Gpt2 m(gt::tiny_config(), gen);
-  Tensor ids = gt::random_ids(2, 12, 50, 13);
-  std::vector<int64_t> t = gt::random_ids(2, 12, 50, 14).to_vector<int64_t>();
+  Gpt2 m(test::tiny_config(), gen);
+  Tensor ids = test::random_ids(2, 12, 50, 13);
+  std::vector<int64_t> t = test::random_ids(2, 12, 50, 14).to_vector<int64_t>();
   for (size_t i : {6u, 7u, 8u, 13u, 23u}) t[i] = -100;
   Tensor targets = Tensor::from_vector(t, {2, 12});
   auto run = [&](int64_t chunk) {
@@ -155,8 +155,8 @@ TEST(Gpt2Model, ChunkedLossEqualsUnchunked) {
   };
   std::vector<Tensor> full = run(int64_t{1} << 24), chunked = run(3 * 50);
   // The same products summed in another grouping: f32 rounding of values near 1.
-  const gt::Tol tol{1e-5, 1e-7};
-  for (size_t i = 0; i < full.size(); ++i) EXPECT_TRUE(gt::close(chunked[i], full[i], tol, std::to_string(i)));
+  const test::Tol tol{1e-5, 1e-7};
+  for (size_t i = 0; i < full.size(); ++i) EXPECT_TRUE(test::all_close(chunked[i], full[i], tol, std::to_string(i)));
   // Every target ignored: 0, and backward still runs (zero gradients).
   m.zero_grad();
   Tensor none = m.loss(ids, Tensor::full({2, 12}, -100, DType::I64));
@@ -167,9 +167,9 @@ TEST(Gpt2Model, ChunkedLossEqualsUnchunked) {
 }
 
 TEST(Gpt2Model, KvCacheStepsEqualFullForward) {
-  Gpt2 m(gt::tiny_config());
+  Gpt2 m(test::tiny_config());
   m.eval();
-  Tensor ids = gt::random_ids(2, 12, 50, 5);
+  Tensor ids = test::random_ids(2, 12, 50, 5);
   Tensor full;
   {
     NoGradGuard ng;
@@ -181,23 +181,23 @@ TEST(Gpt2Model, KvCacheStepsEqualFullForward) {
   EXPECT_EQ(cache.length(), 5);
   for (int64_t t = 5; t < 12; ++t) parts.push_back(m.forward(ids.slice(1, t, t + 1).contiguous(), cache));
   EXPECT_EQ(cache.length(), 12);
-  EXPECT_TRUE(gt::close(concat(parts, 1), full, kCacheTol, "cached vs full"));
+  EXPECT_TRUE(test::all_close(concat(parts, 1), full, kCacheTol, "cached vs full"));
   EXPECT_FALSE(parts.back().requires_grad());
   // reset() starts over at position 0.
   cache.reset();
   Tensor again = m.forward(ids.slice(1, 0, 1).contiguous(), cache);
-  EXPECT_TRUE(gt::close(again, full.slice(1, 0, 1), kCacheTol, "after reset"));
+  EXPECT_TRUE(test::all_close(again, full.slice(1, 0, 1), kCacheTol, "after reset"));
   // Errors: wrong batch, no room left, beyond n_ctx.
-  EXPECT_TRUE(throws_with([&] { m.forward(gt::random_ids(1, 1, 50, 6), cache); }, {"batch 1", "batch 2"}));
+  EXPECT_TRUE(throws_with([&] { m.forward(test::random_ids(1, 1, 50, 6), cache); }, {"batch 1", "batch 2"}));
   KvCache small = m.make_cache(2, 4);
-  m.forward(gt::random_ids(2, 3, 50, 7), small);
-  EXPECT_TRUE(throws_with([&] { m.forward(gt::random_ids(2, 2, 50, 7), small); }, {"no room"}));
+  m.forward(test::random_ids(2, 3, 50, 7), small);
+  EXPECT_TRUE(throws_with([&] { m.forward(test::random_ids(2, 2, 50, 7), small); }, {"no room"}));
   EXPECT_TRUE(throws_with([&] { m.make_cache(1, 17); }, {"n_ctx = 16"}));
 }
 
 TEST(Gpt2Model, LoraOnQueryValueAndFcTrains) {
   nn::Generator gen(3);
-  Gpt2 m(gt::tiny_config(), gen);
+  Gpt2 m(test::tiny_config(), gen);
   Tensor before = m.parameter("h.0.attn.query.kernel").clone();
   nn::LoraConfig lc;
   lc.r = 4, lc.alpha = 8.0, lc.seed = 11;
@@ -214,7 +214,7 @@ TEST(Gpt2Model, LoraOnQueryValueAndFcTrains) {
     if (t.requires_grad()) trainable.emplace_back(n, t);
   ASSERT_EQ(trainable.size(), 6u);  // lora_A and lora_B of three layers
   optim::AdamW opt(trainable, {.lr = 5e-2, .weight_decay = 0.0});
-  Tensor ids = gt::random_ids(2, 12, 50, 8), targets = gt::random_ids(2, 12, 50, 9);
+  Tensor ids = test::random_ids(2, 12, 50, 8), targets = test::random_ids(2, 12, 50, 9);
   double first = 0, last = 0;
   for (int step = 0; step < 30; ++step) {
     opt.zero_grad();
@@ -226,7 +226,7 @@ TEST(Gpt2Model, LoraOnQueryValueAndFcTrains) {
   // 30 steps on a fixed batch from ~ln(50) = 3.9. The frozen tied head (wte, std 0.02) caps how
   // peaked the logits can get, so the adapters alone move the loss by a few tenths, not more.
   EXPECT_LT(last, first - 0.15) << "first " << first << " last " << last;
-  EXPECT_TRUE(gt::bitwise_equal(m.parameter("h.0.attn.query.base_layer.kernel"), before));
+  EXPECT_TRUE(test::bitwise_equal(m.parameter("h.0.attn.query.base_layer.kernel"), before));
   for (auto& a : adapters) EXPECT_GT(max(abs(a->lora_B())).item(), 0.0);
 }
 
@@ -234,9 +234,9 @@ namespace {
 
 std::vector<float> train_losses(uint64_t dropout_seed, int steps) {
   nn::Generator gen(21);
-  Gpt2 m(gt::tiny_config(0.1), gen, dropout_seed);
+  Gpt2 m(test::tiny_config(0.1), gen, dropout_seed);
   optim::AdamW opt(m.named_parameters(), {.lr = 3e-3, .beta2 = 0.95, .weight_decay = 0.1});
-  Tensor ids = gt::random_ids(2, 16, 50, 10), targets = gt::random_ids(2, 16, 50, 11);
+  Tensor ids = test::random_ids(2, 16, 50, 10), targets = test::random_ids(2, 16, 50, 11);
   std::vector<float> losses;
   for (int i = 0; i < steps; ++i) {
     opt.zero_grad();
@@ -260,11 +260,11 @@ TEST(Gpt2Model, SameSeedSameBitsWithDropout) {
 
 TEST(Gpt2Model, EvalModeHasNoDropout) {
   nn::Generator gen(4);
-  Gpt2 m(gt::tiny_config(0.5), gen);
-  Tensor ids = gt::random_ids(1, 6, 50, 12);
+  Gpt2 m(test::tiny_config(0.5), gen);
+  Tensor ids = test::random_ids(1, 6, 50, 12);
   NoGradGuard ng;
   Tensor t1 = m.forward(ids), t2 = m.forward(ids);
-  EXPECT_FALSE(gt::bitwise_equal(t1, t2));  // training mode: masks differ per call
+  EXPECT_FALSE(test::bitwise_equal(t1, t2));  // training mode: masks differ per call
   m.eval();
-  EXPECT_TRUE(gt::bitwise_equal(m.forward(ids), m.forward(ids)));
+  EXPECT_TRUE(test::bitwise_equal(m.forward(ids), m.forward(ids)));
 }

@@ -7,12 +7,12 @@
 #include "core/io/safetensors.h"
 #include "core/ops.h"
 #include "models/gpt2/checkpoint.h"
-#include "models/gpt2_test_util.h"
 #include "optim/adam.h"
+#include "support/compare.h"
+#include "support/gpt2.h"
 
 using namespace lowrank;
 using namespace lowrank::models::gpt2;
-namespace gt = lowrank::gpt2_test;
 
 namespace {
 
@@ -20,7 +20,7 @@ const std::string kDir = std::string(LOWRANK_FIXTURES) + "/gpt2";
 
 // Logits: the same f32 math in another summation order (OpenBLAS vs torch's GEMMs, our
 // attention kernel): measured max |err| 9e-8 on logits up to 0.53.
-constexpr gt::Tol kLogitsTol{1e-5, 2e-6};
+constexpr test::Tol kLogitsTol{1e-5, 2e-6};
 constexpr double kLossRtol = 1e-5;
 // Gradients: f32 sums over B·T = 32 rows in another order than torch's. The error is absolute,
 // ~1e-7 of the largest terms, and cancellation makes it large relative to small entries, so each
@@ -28,7 +28,7 @@ constexpr double kLossRtol = 1e-5;
 // brackets: max |err| / max |grad|), plus rtol 1e-5 for the large entries.
 struct GradTol {
   const char* suffix;
-  gt::Tol tol;
+  test::Tol tol;
 };
 constexpr double kGradRtol = 1e-5;
 constexpr GradTol kGradTols[] = {
@@ -49,7 +49,7 @@ constexpr GradTol kGradTols[] = {
 // of near-zero gradients; llm.c accepts 1e-2 on its loss. The issue asks for 1e-4.
 constexpr double kAdamLossAtol = 1e-4;
 
-gt::Tol grad_tol(const std::string& name) {
+test::Tol grad_tol(const std::string& name) {
   for (const GradTol& g : kGradTols)
     if (name.size() >= std::string(g.suffix).size() &&
         name.compare(name.size() - std::string(g.suffix).size(), std::string::npos, g.suffix) == 0)
@@ -83,7 +83,7 @@ TEST(Gpt2Reference, LogitsLossAndGradients) {
   EXPECT_EQ(m.config().vocab_size, 128);
   const Tensor ids = f.ref.tensors.at("ids"), targets = f.ref.tensors.at("targets");
   Tensor logits = m.forward(ids);
-  EXPECT_TRUE(gt::close(logits, f.ref.tensors.at("logits"), kLogitsTol, "logits"));
+  EXPECT_TRUE(test::all_close(logits, f.ref.tensors.at("logits"), kLogitsTol, "logits"));
   Tensor loss = m.loss(ids, targets);
   const double want = f.ref.tensors.at("loss").item();
   EXPECT_NEAR(loss.item(), want, kLossRtol * std::abs(want));
@@ -98,7 +98,7 @@ TEST(Gpt2Reference, LogitsLossAndGradients) {
   for (const auto& [name, g] : state_to_hf(grads, m.config())) {
     const std::string key = "grad.transformer." + name;
     ASSERT_TRUE(f.ref.tensors.count(key)) << key;
-    EXPECT_TRUE(gt::close(g, f.ref.tensors.at(key), grad_tol(name), name));
+    EXPECT_TRUE(test::all_close(g, f.ref.tensors.at(key), grad_tol(name), name));
     ++compared;
   }
   EXPECT_EQ(compared, 4u + 12u * 2u);

@@ -10,15 +10,16 @@
 #include <thread>
 #include <unordered_map>
 
-#include "io/io_test_util.h"
 #include "models/gpt2/bpe_files.h"
 #include "models/gpt2/tokenizer.h"
-#include "models/gpt2_tokenizer_test_util.h"
+#include "support/errors.h"
+#include "support/files.h"
+#include "support/gpt2.h"
 
 using namespace lowrank;
 using models::gpt2::Tokenizer;
-using testing_io::read_bytes;
-using namespace testing_gpt2;
+using test::read_bytes;
+using namespace test;
 
 namespace {
 
@@ -113,8 +114,8 @@ std::vector<int64_t> concat(std::vector<int64_t> a, const std::vector<int64_t>& 
 
 TEST(Gpt2Tokenizer, MatchesTheNpmReferenceOnEveryFixtureLine) {
   REQUIRE_VOCAB();
-  const std::string input = read_bytes(kFixtures + "/input.txt");
-  const auto expected = nlohmann::json::parse(read_bytes(kFixtures + "/expected.json"));
+  const std::string input = read_bytes(kTokenizerFixtures + "/input.txt");
+  const auto expected = nlohmann::json::parse(read_bytes(kTokenizerFixtures + "/expected.json"));
   const auto lines = split_lines(input);
   ASSERT_EQ(expected.at("input_bytes").get<size_t>(), input.size()) << "input.txt changed: regenerate expected.json";
   ASSERT_EQ(expected.at("lines").size(), lines.size());
@@ -361,7 +362,7 @@ TEST(Gpt2Tokenizer, DecodeRejectsIdsOutsideTheVocabulary) {
 
 TEST(Gpt2Tokenizer, ConcurrentEncodingAgreesWithSerial) {
   REQUIRE_VOCAB();
-  const auto lines = split_lines(read_bytes(kFixtures + "/input.txt"));
+  const auto lines = split_lines(read_bytes(kTokenizerFixtures + "/input.txt"));
   Tokenizer t = gpt2();  // a copy shares the cache
   t.clear_cache();
   EXPECT_EQ(gpt2().cache_size(), 0u);

@@ -3,18 +3,21 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "io/io_test_util.h"
 #include "models/gpt2/bpe_files.h"
-#include "models/gpt2_tokenizer_test_util.h"
+#include "support/errors.h"
+#include "support/files.h"
+#include "support/gpt2.h"
 
 using namespace lowrank;
-using namespace testing_gpt2;
-using testing_io::read_bytes;
-using testing_io::TempDir;
-using testing_io::write_bytes;
+using namespace test;
+using test::read_bytes;
+using test::TempDir;
+using test::write_bytes;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -76,7 +79,7 @@ TEST(Gpt2TokenizerFiles, HuggingFaceNamesGiveTheSameTokenizer) {
   fs::copy_file(vocab_dir() + "/encoder.json", dir.file("vocab.json"));
   const Tokenizer hf = Tokenizer::from_dir(dir.path().string());
   EXPECT_EQ(hf.vocab_size(), 50257);
-  for (const auto& line : split_lines(read_bytes(kFixtures + "/input.txt"))) {
+  for (const auto& line : split_lines(read_bytes(kTokenizerFixtures + "/input.txt"))) {
     ASSERT_EQ(hf.encode(line), gpt2().encode(line)) << line;
   }
 }

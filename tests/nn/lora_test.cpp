@@ -6,24 +6,18 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/gradcheck.h"
 #include "core/io/safetensors.h"
 #include "core/ops.h"
 #include "models/mlp.h"
 #include "nn/lora.h"
+#include "support/compare.h"
+#include "support/gradcheck.h"
 
 using namespace lowrank;
 using namespace lowrank::nn;
+using lowrank::test::max_abs_diff;
 
 namespace {
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  auto va = a.to_vector<double>(), vb = b.to_vector<double>();
-  EXPECT_EQ(va.size(), vb.size());
-  double m = 0;
-  for (size_t i = 0; i < va.size(); ++i) m = std::max(m, std::abs(va[i] - vb[i]));
-  return m;
-}
 
 std::shared_ptr<Dense> make_dense(int64_t in, int64_t out, Activation act = Activation::Relu, uint64_t seed = 3) {
   Generator g(seed);
@@ -207,9 +201,9 @@ TEST(LoRA, GradientsOfAdapterAndInputF64) {
   randomize_b(*l, 3);
   Tensor a = l->lora_A().detach().clone(), b = l->lora_B().detach().clone();
   Tensor w = d->kernel().detach(), bias = d->bias().detach();
-  EXPECT_TRUE(lowrank::testing::gradcheck(
+  EXPECT_TRUE(lowrank::test::gradcheck(
       [&](const std::vector<Tensor>& in) { return tanh(lora_linear(in[0], w, bias, in[1], in[2], 2.0, 0.9)); },
-      {lowrank::testing::random_f64({3, 7}, 1), a, b}));
+      {lowrank::test::random_f64({3, 7}, 1), a, b}));
 }
 
 TEST(LoRA, AdapterFilesUsePeftNamesAndRoundTrip) {
@@ -257,8 +251,7 @@ TEST(LoRA, InjectingSeveralLayersKeepsEveryAdapterTrainable) {
   inject_lora(mlp, "layers.1", c);
   inject_lora(mlp, models::kMlpHiddenLayer, c);
   std::vector<std::string> trainable;
-  for (auto& [name, t] : mlp.named_parameters())
-    if (t.requires_grad()) trainable.push_back(name);
+  for (auto& [name, t] : mlp.named_trainable_parameters()) trainable.push_back(name);
   const std::vector<std::string> expected = {"layers.1.lora_A.weight", "layers.1.lora_B.weight",
                                              "layers.2.lora_A.weight", "layers.2.lora_B.weight"};
   EXPECT_EQ(trainable, expected);

@@ -4,12 +4,14 @@
 
 #include "core/ops.h"
 #include "nn/einsum_dense.h"
-#include "nn_test_util.h"
+#include "support/compare.h"
+#include "support/errors.h"
+#include "support/gradcheck.h"
 
 using namespace lowrank;
 using namespace lowrank::nn;
 
-using lowrank::nn_test::error_of;
+using lowrank::test::error_of;
 
 // The examples of Keras' EinsumDense documentation and the GPT-2 projections (KerasNLP).
 TEST(EinsumDenseShapes, KerasExamples) {
@@ -125,5 +127,5 @@ TEST(EinsumDense, GradientsMatchCentralDifferences) {
                 {.bias_axes = "de", .bias_init = Init::uniform(0.5), .dtype = DType::F64}, gen);
   Tensor x = gen.uniform({2, 3, 4}, -1, 1, DType::F64).requires_grad_();
   Tensor w = gen.uniform({2, 3, 3, 2}, -1, 1, DType::F64);
-  nn_test::expect_gradients_match([&] { return sum(mul(e(x), w)); }, {x, e.kernel(), e.bias()});
+  test::expect_gradients_match([&] { return sum(mul(e(x), w)); }, {x, e.kernel(), e.bias()});
 }

@@ -7,7 +7,9 @@
 #include "core/ops.h"
 #include "nn/layers.h"
 #include "nn/loss.h"
-#include "nn_test_util.h"
+#include "support/compare.h"
+#include "support/errors.h"
+#include "support/gradcheck.h"
 
 using namespace lowrank;
 using namespace lowrank::nn;
@@ -55,7 +57,7 @@ TEST(Dense, GradientsMatchCentralDifferences) {
     Dense d(4, 3, {.activation = act, .bias_init = Init::uniform(0.5), .dtype = DType::F64}, gen);
     Tensor x = gen.uniform({5, 4}, -1, 1, DType::F64).requires_grad_();
     Tensor w = gen.uniform({5, 3}, -1, 1, DType::F64);
-    nn_test::expect_gradients_match([&] { return sum(mul(d(x), w)); }, {x, d.kernel(), d.bias()});
+    test::expect_gradients_match([&] { return sum(mul(d(x), w)); }, {x, d.kernel(), d.bias()});
   }
 }
 
@@ -97,11 +99,11 @@ TEST(Init, KerasFansAndParse) {
 TEST(Init, SameSeedSameBitsAndOffsetsAdvance) {
   Generator a(42), b(42), c(43);
   Dense da(10, 7, {}, a), db(10, 7, {}, b), dc(10, 7, {}, c);
-  EXPECT_EQ(nn_test::to_floats(da.kernel()), nn_test::to_floats(db.kernel()));
-  EXPECT_NE(nn_test::to_floats(da.kernel()), nn_test::to_floats(dc.kernel()));
+  EXPECT_EQ(test::to_floats(da.kernel()), test::to_floats(db.kernel()));
+  EXPECT_NE(test::to_floats(da.kernel()), test::to_floats(dc.kernel()));
   EXPECT_EQ(a.offset(), (70u + 3) / 4);  // bias zeros draw nothing
   Dense da2(10, 7, {}, a);
-  EXPECT_NE(nn_test::to_floats(da.kernel()), nn_test::to_floats(da2.kernel()));
+  EXPECT_NE(test::to_floats(da.kernel()), test::to_floats(da2.kernel()));
 }
 
 TEST(Dropout, EvalIsIdentityTrainDropsAndScales) {

@@ -7,7 +7,9 @@
 #include "core/io/safetensors.h"
 #include "core/ops.h"
 #include "nn/layers.h"
-#include "nn_test_util.h"
+#include "support/compare.h"
+#include "support/errors.h"
+#include "support/gradcheck.h"
 
 using namespace lowrank;
 using namespace lowrank::nn;
@@ -38,7 +40,7 @@ std::string temp_path(const std::string& name) {
 
 }  // namespace
 
-using lowrank::nn_test::error_of;
+using lowrank::test::error_of;
 
 TEST(Module, HierarchicalNamesInRegistrationOrder) {
   Net net(1);
@@ -65,6 +67,12 @@ TEST(Module, ParameterCountTrainableAndTotal) {
   c = net.parameter_count();
   EXPECT_EQ(c.trainable, 5 * 3 + 3);
   EXPECT_EQ(net.trainable_parameters().size(), 2u);
+  std::vector<std::string> names;
+  for (auto& [n, t] : net.named_trainable_parameters()) {
+    names.push_back(n);
+    EXPECT_EQ(t.impl(), net.parameter(n).impl()) << n << ": a copy, not the module's own tensor";
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"layers.2.kernel", "layers.2.bias"}));
 }
 
 TEST(Module, FreezeStopsGradientsAndUnfreezeRestores) {
@@ -82,9 +90,9 @@ TEST(Module, FreezeStopsGradientsAndUnfreezeRestores) {
 TEST(Module, StateDictRoundTripGivesSameOutputs) {
   Net a(3), b(4);
   Tensor x = Generator(9).uniform({7, 6}, -1, 1);
-  ASSERT_NE(nn_test::to_floats(a(x)), nn_test::to_floats(b(x)));
+  ASSERT_NE(test::to_floats(a(x)), test::to_floats(b(x)));
   b.load_state_dict(a.state_dict());
-  EXPECT_EQ(nn_test::to_floats(a(x)), nn_test::to_floats(b(x)));
+  EXPECT_EQ(test::to_floats(a(x)), test::to_floats(b(x)));
 }
 
 TEST(Module, SaveLoadThroughSafetensors) {
@@ -94,13 +102,13 @@ TEST(Module, SaveLoadThroughSafetensors) {
   auto meta = b.load(path);
   EXPECT_EQ(meta.at("note"), "hello");
   for (auto& [name, t] : a.named_parameters())
-    EXPECT_EQ(nn_test::to_floats(t), nn_test::to_floats(b.parameter(name))) << name;
+    EXPECT_EQ(test::to_floats(t), test::to_floats(b.parameter(name))) << name;
   std::remove(path.c_str());
 }
 
 TEST(Module, StrictLoadNamesMissingExtraAndMisShapedTensors) {
   Net net(7);
-  auto before = nn_test::to_floats(net.parameter("layers.1.bias"));
+  auto before = test::to_floats(net.parameter("layers.1.bias"));
   auto state = net.state_dict();
   state.erase("layers.2.bias");
   state["layers.9.kernel"] = Tensor::zeros({2, 2});
@@ -111,7 +119,7 @@ TEST(Module, StrictLoadNamesMissingExtraAndMisShapedTensors) {
   EXPECT_NE(msg.find("unexpected tensor 'layers.9.kernel'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("'layers.1.kernel' has shape [5, 6] in the model but [6, 5]"), std::string::npos) << msg;
   // Refused as a whole: nothing was copied.
-  EXPECT_EQ(nn_test::to_floats(net.parameter("layers.1.bias")), before);
+  EXPECT_EQ(test::to_floats(net.parameter("layers.1.bias")), before);
 }
 
 TEST(Module, NonStrictLoadReportsMissingAndUnexpected) {
@@ -122,7 +130,7 @@ TEST(Module, NonStrictLoadReportsMissingAndUnexpected) {
   LoadReport r = b.load_state_dict(state, /*strict=*/false);
   EXPECT_EQ(r.missing, (std::vector<std::string>{"layers.2.bias"}));
   EXPECT_EQ(r.unexpected, (std::vector<std::string>{"extra"}));
-  EXPECT_EQ(nn_test::to_floats(a.parameter("layers.2.kernel")), nn_test::to_floats(b.parameter("layers.2.kernel")));
+  EXPECT_EQ(test::to_floats(a.parameter("layers.2.kernel")), test::to_floats(b.parameter("layers.2.kernel")));
   // Mis-shaped tensors are refused even when not strict.
   state["layers.2.kernel"] = Tensor::zeros({3, 4});
   EXPECT_NE(error_of([&] { b.load_state_dict(state, false); }).find("[3, 5] in the model but [3, 4]"),
@@ -146,7 +154,7 @@ TEST(Module, LoadFromFileWithWrongShapeNamesFileTensorAndShapes) {
 TEST(Module, ToDTypeKeepsHandlesValid) {
   Net net(11);
   Tensor handle = net.parameter("layers.1.kernel");
-  auto before = nn_test::to_floats(handle);
+  auto before = test::to_floats(handle);
   net.to(DType::F64);
   EXPECT_EQ(handle.dtype(), DType::F64);
   EXPECT_TRUE(handle.requires_grad());
@@ -172,7 +180,7 @@ TEST(Module, ReplaceSubmoduleTakesPartInForward) {
   auto replacement =
       std::make_shared<Dense>(5, 3, DenseOptions{.kernel_init = Init::zeros(), .bias_init = Init::ones()}, gen);
   net.replace_submodule("layers.2", replacement);
-  EXPECT_EQ(nn_test::to_floats(net(x)), std::vector<float>(6, 1.0f));
+  EXPECT_EQ(test::to_floats(net(x)), std::vector<float>(6, 1.0f));
   EXPECT_EQ(&net.submodule("layers.2"), replacement.get());
   EXPECT_NE(error_of([&] { net.replace_submodule("layers.5", replacement); }).find("layers.5"), std::string::npos);
 }

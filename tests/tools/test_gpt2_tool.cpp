@@ -11,11 +11,11 @@
 #include "models/gpt2/checkpoint.h"
 #include "models/gpt2/text_data.h"
 #include "models/gpt2/tokenizer.h"
-#include "tools/tool_runner.h"
+#include "support/tool_runner.h"
 
-using lowrank::testing::shell_quoted;
-using lowrank::testing::slurp_file;
-using lowrank::testing::ToolResult;
+using lowrank::test::read_bytes;
+using lowrank::test::shell_quoted;
+using lowrank::test::ToolResult;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -45,7 +45,7 @@ const char* kCorpus =
     "The cat sat on the mat.\n%\nA dog ran in the park.\n%\nThe cat ran on the mat.\n%\n"
     "A dog sat in the park.\n%\nThe cat sat in the park.\n%\nA dog ran on the mat.\n%\n";
 
-class Gpt2Tool : public lowrank::testing::ToolTest {
+class Gpt2Tool : public lowrank::test::ToolTest {
  protected:
   void SetUp() override {
     ToolTest::SetUp();
@@ -129,6 +129,10 @@ TEST_F(Gpt2Tool, TokenizeRefusesBadIdsAndFiles) {
   std::ofstream(dir_ / "bad4.json") << "[1, 2";
   expect_one_line_error(run("gpt2 tokenize --decode " + p("bad4.json") + vocab()), "not a valid JSON array");
   expect_one_line_error(run("gpt2 tokenize " + p("missing.txt") + vocab()), "cannot read");
+  // Nesting that overflowed nlohmann's recursive printer, and a folder given as the text file.
+  std::ofstream(dir_ / "deep.json") << std::string(100000, '[') + std::string(100000, ']');
+  expect_one_line_error(run("gpt2 tokenize --decode " + p("deep.json") + vocab()), "nested deeper than 64");
+  expect_one_line_error(run("gpt2 tokenize " + p("vocab") + vocab()), "is a folder, not a text file");
   expect_one_line_error(run("gpt2 tokenize " + p("bad1.txt") + " --vocab " + p("nowhere")), "vocabulary folder");
   // The toy vocabulary: one id per byte.
   std::ofstream(dir_ / "ab.txt") << "ab";
@@ -149,7 +153,7 @@ TEST_F(Gpt2Tool, TrainWritesItsOutputsAndLearns) {
   EXPECT_FALSE(j["data"]["from_cache"].get<bool>());
   for (const char* f : {"model.safetensors", "optimizer.safetensors", "config.json", "metrics.jsonl"})
     EXPECT_TRUE(fs::is_regular_file(dir_ / "run" / f)) << f;
-  json cfg = json::parse(slurp_file(dir_ / "run" / "config.json"));
+  json cfg = json::parse(read_bytes(dir_ / "run" / "config.json"));
   EXPECT_EQ(cfg["n_embd"], 16);
   EXPECT_EQ(cfg["lowrank_train"]["steps"], 30);
   EXPECT_EQ(cfg["lowrank_train"]["seed"], 0);
@@ -228,7 +232,7 @@ TEST_F(Gpt2Tool, EvalPrintsAPerplexity) {
   ASSERT_EQ(r.rc, 0) << r.err;
   json j = json::parse(r.out);
   // Every token but the first is scored: bytes of the documents plus one <|endoftext|> each, minus one.
-  const std::string text = slurp_file(dir_ / "corpus.txt");
+  const std::string text = read_bytes(dir_ / "corpus.txt");
   int64_t tokens = 0;
   for (std::string_view d : lowrank::models::gpt2::split_documents(text)) tokens += static_cast<int64_t>(d.size()) + 1;
   EXPECT_EQ(j["tokens_scored"], tokens - 1);

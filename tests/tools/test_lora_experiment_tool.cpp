@@ -4,21 +4,21 @@
 #include <nlohmann/json.hpp>
 
 #include "core/io/safetensors.h"
-#include "tools/tool_runner.h"
+#include "support/tool_runner.h"
 
 using namespace lowrank;
 namespace fs = std::filesystem;
-using lowrank::testing::ToolResult;
+using lowrank::test::ToolResult;
 
 namespace {
 
-class LoraExperimentTool : public lowrank::testing::ToolTest {
+class LoraExperimentTool : public lowrank::test::ToolTest {
  protected:
   // Small enough for CI: 3000 training samples, one base epoch, two small ranks.
   std::string small_run_flags() const {
     return "lora-experiment --quiet --base-epochs 1 --train-limit 3000 --test-limit 1000 --ranks 2,4 --seeds 0,1 "
            "--out " +
-           lowrank::testing::shell_quoted((dir_ / "run").string());
+           lowrank::test::shell_quoted((dir_ / "run").string());
   }
 };
 
@@ -53,8 +53,8 @@ TEST_F(LoraExperimentTool, SmallRunWritesTableJsonFiguresAndAdapters) {
   ToolResult again =
       run("lora-experiment --quiet --ranks 3 --seeds 5 --no-compression --no-svd-baseline "
           "--train-limit 1000 --test-limit 500 --base " +
-          lowrank::testing::shell_quoted((dir_ / "run" / "base").string()) + " --out " +
-          lowrank::testing::shell_quoted((dir_ / "run2").string()));
+          lowrank::test::shell_quoted((dir_ / "run" / "base").string()) + " --out " +
+          lowrank::test::shell_quoted((dir_ / "run2").string()));
   ASSERT_EQ(again.rc, 0) << again.err;
   EXPECT_NE(again.out.find("| lora | 3 | 5 |"), std::string::npos) << again.out;
   EXPECT_FALSE(fs::exists(dir_ / "run2" / "base"));

@@ -13,7 +13,7 @@
 #include "core/io/safetensors.h"
 #include "core/ops.h"
 
-#include "tools/tool_runner.h"
+#include "support/tool_runner.h"
 
 using namespace lowrank;
 namespace fs = std::filesystem;
@@ -28,14 +28,14 @@ const std::string kFix = std::string(LOWRANK_FIXTURES) + "/similarity/";
 const std::string kA4 = kFix + "adapter_r4.safetensors";
 const std::string kA6 = kFix + "adapter_r6_peft.safetensors";
 
-using Result = lowrank::testing::ToolResult;
+using Result = lowrank::test::ToolResult;
 
 std::string slurp(const fs::path& p) {
-  return lowrank::testing::slurp_file(p);
+  return lowrank::test::read_bytes(p);
 }
 
 std::string quoted(const std::string& s) {
-  return lowrank::testing::shell_quoted(s);
+  return lowrank::test::shell_quoted(s);
 }
 
 class SimilarityTool : public ::testing::Test {

@@ -14,7 +14,7 @@
 #include "core/io/safetensors.h"
 #include "core/ops.h"
 
-#include "tools/tool_runner.h"
+#include "support/tool_runner.h"
 
 using namespace lowrank;
 namespace fs = std::filesystem;
@@ -24,14 +24,14 @@ namespace {
 
 const std::string kBin = std::string(LOWRANK_BINARY_DIR) + "/tools/lowrank";
 
-using Result = lowrank::testing::ToolResult;
+using Result = lowrank::test::ToolResult;
 
 std::string slurp(const fs::path& p) {
-  return lowrank::testing::slurp_file(p);
+  return lowrank::test::read_bytes(p);
 }
 
 std::string quoted(const std::string& s) {
-  return lowrank::testing::shell_quoted(s);
+  return lowrank::test::shell_quoted(s);
 }
 
 int64_t count_lines(const std::string& s) {

@@ -2,12 +2,14 @@
 // JSON array; with --decode, ids (one per line, whitespace-separated, or a JSON array) back to the
 // raw bytes they stand for.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/io/json_util.h"
 #include "tools/cli/gpt2_common.h"
 #include "tools/train/gpt2.h"
 
@@ -28,6 +30,8 @@ std::string read_input(const std::string& path) {
     LR_CHECK(!std::cin.bad(), "gpt2 tokenize: error while reading stdin");
     return s;
   }
+  std::error_code ec;
+  LR_CHECK(!std::filesystem::is_directory(path, ec), "gpt2 tokenize: {} is a folder, not a text file", path);
   std::ifstream in(path, std::ios::binary);
   LR_CHECK(in.good(), "gpt2 tokenize: cannot read {}", path);
   std::stringstream ss;
@@ -40,16 +44,11 @@ std::vector<int64_t> parse_ids(const std::string& text, const std::string& sourc
   std::vector<int64_t> ids;
   const size_t first = text.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && text[first] == '[') {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text);
-    } catch (const std::exception& e) {
-      LR_FAIL("gpt2 tokenize: {} is not a valid JSON array of ids ({})", source, e.what());
-    }
+    const nlohmann::json j = io::parse_json(text, "gpt2 tokenize: " + source + " is not a valid JSON array of ids");
     LR_CHECK(j.is_array(), "gpt2 tokenize: {} is not a JSON array of ids", source);
     for (size_t i = 0; i < j.size(); ++i) {
       LR_CHECK(j[i].is_number_integer(), "gpt2 tokenize: {}: element {} ({}) is not a whole number", source, i,
-               j[i].dump());
+               io::json_excerpt(j[i]));
       const int64_t id = j[i].get<int64_t>();
       LR_CHECK(id >= 0 && id < vocab, "gpt2 tokenize: {}: element {} is id {}, outside the vocabulary [0, {})", source,
                i, id, vocab);
@@ -72,7 +71,8 @@ std::vector<int64_t> parse_ids(const std::string& text, const std::string& sourc
       } catch (const std::exception&) {
         used = 0;
       }
-      LR_CHECK(used == w.size() && used > 0, "gpt2 tokenize: {} line {}: '{}' is not a token id", source, line_no, w);
+      LR_CHECK(used == w.size() && used > 0, "gpt2 tokenize: {} line {}: '{}' is not a token id", source, line_no,
+               io::excerpt(w));
       LR_CHECK(id >= 0 && id < vocab, "gpt2 tokenize: {} line {}: id {} is outside the vocabulary [0, {})", source,
                line_no, id, vocab);
       ids.push_back(id);

@@ -1,15 +1,10 @@
-// now_seconds() and clock_text().
+// clock_text() and the number formats of log lines (the clock itself is core/clock.h).
 #include "tools/train/clock.h"
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 
 namespace lowrank::train {
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 std::string clock_text(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "--:--";

@@ -3,10 +3,12 @@
 #pragma once
 #include <string>
 
+#include "core/clock.h"
+
 namespace lowrank::train {
 
-// Seconds since an arbitrary fixed point of std::chrono::steady_clock (differences only).
-double now_seconds();
+// Seconds since an arbitrary fixed point of std::chrono::steady_clock (core/clock.h).
+using lowrank::now_seconds;
 // "m:ss" below an hour, "h:mm:ss" above; "--:--" for anything not a finite number >= 0.
 std::string clock_text(double seconds);
 // `v` with `decimals` digits after the point ("0.4512"); "nan", "inf" as printf writes them.

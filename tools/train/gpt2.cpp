@@ -99,8 +99,8 @@ void use_rank_dropout_stream(mg::Gpt2& model, int rank) {
 // GPT-2's recipe: weight decay on kernels and embeddings, none on biases and LayerNorm parameters.
 optim::ParamGroups gpt2_param_groups(const mg::Gpt2& model, double weight_decay) {
   optim::ParamGroup decay{"decay", {}, std::nullopt, weight_decay}, no_decay{"no_decay", {}, std::nullopt, 0.0};
-  for (auto& [name, p] : model.named_parameters())
-    if (p.requires_grad()) (p.dim() >= 2 ? decay : no_decay).params.emplace_back(name, p);
+  for (auto& [name, p] : model.named_trainable_parameters())
+    (p.dim() >= 2 ? decay : no_decay).params.emplace_back(name, p);
   return {decay, no_decay};
 }
 

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/io/json_util.h"
 #include "core/io/safetensors.h"
 #include "tools/train/setup.h"
 
@@ -176,11 +177,7 @@ Checkpoint find_checkpoint(const std::string& path, const std::string& command, 
   std::ifstream in(state_file, std::ios::binary);
   std::stringstream text;
   text << in.rdbuf();
-  try {
-    c.trainer_state = json::parse(text.str());
-  } catch (const std::exception&) {
-    LR_FAIL("{}: {} {}: {} is not valid JSON", command, flag, path, state_file);
-  }
+  c.trainer_state = io::parse_json(text.str(), detail::format("{}: {} {}: {}", command, flag, path, state_file));
   LR_CHECK(c.trainer_state.is_object() && c.trainer_state.value("format", "") == kTrainerStateFormat,
            "{}: {} {}: {} is not a lowrank trainer state (no \"format\": \"{}\")", command, flag, path, state_file,
            kTrainerStateFormat);

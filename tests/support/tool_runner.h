@@ -5,25 +5,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 
-namespace lowrank::testing {
+#include "support/files.h"
+
+namespace lowrank::test {
 
 struct ToolResult {
   int rc = -1;
   std::string out, err;
 };
-
-inline std::string slurp_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 inline std::string shell_quoted(const std::string& s) {
   return "'" + s + "'";
@@ -47,7 +41,7 @@ class ToolTest : public ::testing::Test {
     const int status = std::system(cmd.c_str());
     ToolResult r;
     r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp_file(out), r.err = slurp_file(err);
+    r.out = read_bytes(out), r.err = read_bytes(err);
     return r;
   }
 
@@ -67,4 +61,4 @@ class ToolTest : public ::testing::Test {
   std::filesystem::path dir_;
 };
 
-}  // namespace lowrank::testing
+}  // namespace lowrank::test

@@ -1,5 +1,5 @@
-// Shared by the GPT-2 tokenizer tests: the installed vocabulary (loaded once per process), the
-// fixture folder, and small text helpers.
+// GPT-2 test inputs: tiny model configs, random ids, the installed tokenizer vocabulary (loaded
+// once per process), the tokenizer fixture folder, and small text helpers.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -8,19 +8,38 @@
 #include <string>
 #include <vector>
 
+#include "core/ops.h"
+#include "models/gpt2/config.h"
 #include "models/gpt2/tokenizer.h"
 
-namespace lowrank::testing_gpt2 {
+namespace lowrank::test {
+
+// 2 layers, 2 heads of 8, context 16, vocab 50: every path of the model in well under a millisecond.
+inline models::gpt2::Config tiny_config(double dropout = 0.0) {
+  models::gpt2::Config c;
+  c.n_layer = 2, c.n_head = 2, c.n_embd = 16, c.n_ctx = 16, c.vocab_size = 50, c.dropout = dropout;
+  return c;
+}
+
+// Deterministic ids in [0, vocab) (a simple LCG; the values only need to be fixed and varied).
+inline Tensor random_ids(int64_t b, int64_t t, int64_t vocab, uint64_t seed) {
+  std::vector<int64_t> v(static_cast<size_t>(b * t));
+  uint64_t s = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+  for (auto& x : v) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    x = static_cast<int64_t>((s >> 33) % static_cast<uint64_t>(vocab));
+  }
+  return Tensor::from_vector(v, {b, t});
+}
 
 using models::gpt2::Tokenizer;
-namespace fs = std::filesystem;
 
-inline const std::string kFixtures = std::string(LOWRANK_FIXTURES) + "/gpt2_tokenizer";
+inline const std::string kTokenizerFixtures = std::string(LOWRANK_FIXTURES) + "/gpt2_tokenizer";
 
 // The installed OpenAI files (tools/setup puts them there), or "" when they are missing.
 inline std::string vocab_dir() {
   const std::string dir = Tokenizer::default_dir();
-  return fs::exists(dir + "/encoder.json") && fs::exists(dir + "/vocab.bpe") ? dir : "";
+  return std::filesystem::exists(dir + "/encoder.json") && std::filesystem::exists(dir + "/vocab.bpe") ? dir : "";
 }
 
 // Loaded once: parsing 50257 tokens and 50000 merges is the slow part of these tests.
@@ -29,8 +48,8 @@ inline const Tokenizer& gpt2() {
   return tok;
 }
 
-#define REQUIRE_VOCAB()                             \
-  if (::lowrank::testing_gpt2::vocab_dir().empty()) \
+#define REQUIRE_VOCAB()                     \
+  if (::lowrank::test::vocab_dir().empty()) \
   GTEST_SKIP() << "no GPT-2 vocabulary in " << ::lowrank::models::gpt2::Tokenizer::default_dir() << " (run tools/setup)"
 
 inline std::vector<std::string> split_lines(const std::string& text) {
@@ -65,4 +84,4 @@ inline std::string utf8(uint32_t cp) {
   return s;
 }
 
-}  // namespace lowrank::testing_gpt2
+}  // namespace lowrank::test

@@ -1,8 +1,8 @@
-// Central-difference gradient checks (DESIGN.md test kind 2), for every test suite:
+// Central-difference gradient checks (docs/design.md, test kind 2), for every test suite:
 //
-//   #include "core/gradcheck.h"
-//   Tensor a = lowrank::testing::random_f64({3, 4}, 1), b = lowrank::testing::random_f64({4}, 2);
-//   EXPECT_TRUE(lowrank::testing::gradcheck([](const std::vector<Tensor>& x) { return mul(x[0], x[1]); }, {a, b}));
+//   #include "support/gradcheck.h"
+//   Tensor a = lowrank::test::random_f64({3, 4}, 1), b = lowrank::test::random_f64({4}, 2);
+//   EXPECT_TRUE(lowrank::test::gradcheck([](const std::vector<Tensor>& x) { return mul(x[0], x[1]); }, {a, b}));
 //
 // `f` maps the inputs to a Tensor of any shape and must be deterministic. Every f64 input is
 // checked: gradcheck marks it requires_grad, backpropagates L = sum(f(x) * w) for a fixed random w
@@ -18,12 +18,13 @@
 #include <sstream>
 #include <vector>
 
+#include "core/autograd.h"
 #include "core/ops.h"
 
-namespace lowrank::testing {
+namespace lowrank::test {
 
 struct GradcheckOptions {
-  // DESIGN.md: eps 1e-6 keeps f64 truncation error (~eps^2) and rounding error (~1e-16 / eps)
+  // docs/design.md: eps 1e-6 keeps f64 truncation error (~eps^2) and rounding error (~1e-16 / eps)
   // both near 1e-10, far below atol.
   double eps = 1e-6;
   double atol = 1e-5;
@@ -109,4 +110,38 @@ inline ::testing::AssertionResult gradcheck(const GradcheckFn& f, std::vector<Te
   return ::testing::AssertionSuccess();
 }
 
-}  // namespace lowrank::testing
+// The same settings for a closure over leaves: checks d loss() / d t for every element of each
+// tensor in `wrt` (contiguous f64 leaves that require grad) against central differences of loss(),
+// a scalar built from them. For models whose parameters are not inputs of one function.
+inline void expect_gradients_match(const std::function<Tensor()>& loss, const std::vector<Tensor>& wrt,
+                                   const GradcheckOptions& opt = {}) {
+  for (const Tensor& t : wrt) {
+    Tensor h = t;
+    h.zero_grad();
+  }
+  loss().backward();
+  for (size_t k = 0; k < wrt.size(); ++k) {
+    Tensor t = wrt[k];
+    ASSERT_TRUE(t.grad().defined()) << "no gradient for input " << k;
+    std::vector<double> analytic = t.grad().to_vector<double>();
+    double* p = t.data<double>();
+    ASSERT_TRUE(t.is_contiguous());
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      double keep = p[i];
+      double up, down;
+      {
+        NoGradGuard ng;
+        p[i] = keep + opt.eps;
+        up = loss().item();
+        p[i] = keep - opt.eps;
+        down = loss().item();
+        p[i] = keep;
+      }
+      double numeric = (up - down) / (2 * opt.eps);
+      EXPECT_NEAR(analytic[static_cast<size_t>(i)], numeric, opt.atol + opt.rtol * std::abs(numeric))
+          << "input " << k << " element " << i;
+    }
+  }
+}
+
+}  // namespace lowrank::test
