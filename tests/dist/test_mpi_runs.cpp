@@ -16,14 +16,15 @@
 #include <thread>
 
 #include "core/io/safetensors.h"
+#include "support/tool_runner.h"
 #include "tools/dist/dist.h"
-#include "tools/tool_runner.h"
 
 namespace fs = std::filesystem;
-using lowrank::testing::shell_quoted;
-using lowrank::testing::slurp_file;
-using lowrank::testing::ToolResult;
+using lowrank::test::shell_quoted;
+using lowrank::test::ToolResult;
 using nlohmann::json;
+
+using lowrank::test::read_bytes;
 
 namespace {
 
@@ -42,7 +43,7 @@ std::string mpirun(int ranks) {
 
 std::vector<json> read_jsonl(const fs::path& p) {
   std::vector<json> out;
-  std::istringstream in(slurp_file(p));
+  std::istringstream in(read_bytes(p));
   for (std::string line; std::getline(in, line);)
     if (!line.empty()) out.push_back(json::parse(line));
   return out;
@@ -58,7 +59,8 @@ void expect_same_weights(const fs::path& a, const fs::path& b, bool whole_only =
   double diff2 = 0, norm2 = 0;
   for (const auto& [name, x] : ta) {
     ASSERT_TRUE(tb.count(name)) << name;
-    auto va = x.to(lowrank::DType::F64).to_vector<double>(), vb = tb.at(name).to(lowrank::DType::F64).to_vector<double>();
+    auto va = x.to(lowrank::DType::F64).to_vector<double>(),
+         vb = tb.at(name).to(lowrank::DType::F64).to_vector<double>();
     ASSERT_EQ(va.size(), vb.size()) << name;
     double d2 = 0, n2 = 0;
     for (size_t i = 0; i < va.size(); ++i) d2 += (va[i] - vb[i]) * (va[i] - vb[i]), n2 += vb[i] * vb[i];
@@ -67,14 +69,15 @@ void expect_same_weights(const fs::path& a, const fs::path& b, bool whole_only =
       EXPECT_LE(std::sqrt(d2), kRelTol * std::sqrt(n2)) << name << ": |a - b| / |b| = " << std::sqrt(d2 / n2);
     }
   }
-  EXPECT_LE(std::sqrt(diff2), kRelTol * std::sqrt(norm2)) << "all tensors: |a - b| / |b| = " << std::sqrt(diff2 / norm2);
+  EXPECT_LE(std::sqrt(diff2), kRelTol * std::sqrt(norm2))
+      << "all tensors: |a - b| / |b| = " << std::sqrt(diff2 / norm2);
 }
 
 void expect_close(double a, double b, const std::string& what) {
   EXPECT_LE(std::abs(a - b), kRelTol * std::abs(b)) << what << ": " << a << " vs " << b;
 }
 
-class MpiRuns : public lowrank::testing::ToolTest {
+class MpiRuns : public lowrank::test::ToolTest {
  protected:
   void SetUp() override {
     ToolTest::SetUp();
@@ -86,12 +89,12 @@ class MpiRuns : public lowrank::testing::ToolTest {
   ToolResult run_ranks(int ranks, const std::string& args) const {
     if (ranks == 1) return run(args);
     const std::string bin = std::string(LOWRANK_BINARY_DIR) + "/tools/lowrank";
-    const std::string cmd = mpirun(ranks) + shell_quoted(bin) + " " + args + " >" + p("stdout.txt") + " 2>" +
-                            p("stderr.txt");
+    const std::string cmd =
+        mpirun(ranks) + shell_quoted(bin) + " " + args + " >" + p("stdout.txt") + " 2>" + p("stderr.txt");
     const int status = std::system(cmd.c_str());
     ToolResult r;
     r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp_file(dir_ / "stdout.txt"), r.err = slurp_file(dir_ / "stderr.txt");
+    r.out = read_bytes(dir_ / "stdout.txt"), r.err = read_bytes(dir_ / "stderr.txt");
     return r;
   }
 };
@@ -108,7 +111,8 @@ TEST_F(MpiRuns, TrainMlpTwoRanksEqualOneProcess) {
   ASSERT_EQ(m1.size(), 5u);
   ASSERT_EQ(m2.size(), 5u);
   for (size_t i = 0; i < 5; ++i) {
-    expect_close(m2[i]["train_loss"].get<double>(), m1[i]["train_loss"].get<double>(), "train loss " + std::to_string(i));
+    expect_close(m2[i]["train_loss"].get<double>(), m1[i]["train_loss"].get<double>(),
+                 "train loss " + std::to_string(i));
     expect_close(m2[i]["test_loss"].get<double>(), m1[i]["test_loss"].get<double>(), "test loss " + std::to_string(i));
     EXPECT_EQ(m2[i]["train_acc"], m1[i]["train_acc"]);
   }
@@ -142,7 +146,9 @@ class MpiGpt2 : public MpiRuns {
   }
   // GPT-2's byte -> symbol table (printable Latin-1 bytes stand for themselves).
   static std::string byte_symbol(int b) {
-    auto printable = [](int c) { return (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF); };
+    auto printable = [](int c) {
+      return (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
+    };
     int cp = b;
     if (!printable(b)) {
       int n = 0;
@@ -188,7 +194,8 @@ TEST_F(MpiGpt2, TrainTwoRanksEqualOneProcess) {
 // two ranks as on one, but for the timings; so are the adapters' files.
 TEST_F(MpiRuns, LoraExperimentSweepWritesTheSameResults) {
   const std::string flags =
-      " --base-epochs 1 --epochs 1 --ranks 2,4 --seeds 0,1 --train-limit 128 --test-limit 100 --batch 32 --quiet --json";
+      " --base-epochs 1 --epochs 1 --ranks 2,4 --seeds 0,1 --train-limit 128 --test-limit 100 --batch 32 --quiet "
+      "--json";
   ToolResult one = run_ranks(1, "lora-experiment --out " + p("one") + flags);
   ASSERT_EQ(one.rc, 0) << one.err;
   ToolResult two = run_ranks(2, "lora-experiment --out " + p("two") + flags);
@@ -210,15 +217,15 @@ TEST_F(MpiRuns, LoraExperimentSweepWritesTheSameResults) {
       j = s;
     }
   };
-  json r1 = json::parse(slurp_file(dir_ / "one" / "results.json")),
-       r2 = json::parse(slurp_file(dir_ / "two" / "results.json"));
+  json r1 = json::parse(read_bytes(dir_ / "one" / "results.json")),
+       r2 = json::parse(read_bytes(dir_ / "two" / "results.json"));
   drop_timings(r1);
   drop_timings(r2);
   EXPECT_TRUE(r1 == r2) << "results.json differs";
   ASSERT_EQ(r1["runs"].size(), 8u);
   for (const char* a : {"lora_r2_s0", "lora_r4_s1", "compress_r4_s0"})
-    EXPECT_EQ(slurp_file(dir_ / "one" / "adapters" / a / "adapter_model.safetensors"),
-              slurp_file(dir_ / "two" / "adapters" / a / "adapter_model.safetensors"))
+    EXPECT_EQ(read_bytes(dir_ / "one" / "adapters" / a / "adapter_model.safetensors"),
+              read_bytes(dir_ / "two" / "adapters" / a / "adapter_model.safetensors"))
         << a;
 }
 
@@ -242,7 +249,7 @@ std::map<int, pid_t> ranks_of(pid_t parent) {
     pid_t ppid = 0;
     rest >> state >> ppid;
     if (ppid != parent) continue;
-    std::string env = slurp_file(e.path() / "environ");
+    std::string env = read_bytes(e.path() / "environ");
     const std::string key = std::string("OMPI_COMM_WORLD_RANK=");
     size_t at = env.find(key);
     if (at != std::string::npos) out[std::atoi(env.c_str() + at + key.size())] = std::stoi(name);
@@ -287,7 +294,8 @@ TEST_F(MpiRuns, AKilledRankEndsTheRunAndTheCheckpointSurvives) {
   if (newest_checkpoint(dir_ / "run") < 20 || !ranks.count(1)) {
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
-    FAIL() << "the run did not reach its second checkpoint, or rank 1 was not found: " << slurp_file(dir_ / "stderr.txt");
+    FAIL() << "the run did not reach its second checkpoint, or rank 1 was not found: "
+           << read_bytes(dir_ / "stderr.txt");
   }
   ASSERT_EQ(kill(ranks.at(1), SIGKILL), 0);
   const clock::time_point killed = clock::now();
@@ -299,11 +307,12 @@ TEST_F(MpiRuns, AKilledRankEndsTheRunAndTheCheckpointSurvives) {
   const double seconds = waited(killed);
   EXPECT_LT(seconds, 10.0) << "mpirun took this long to end after rank 1 died";
   EXPECT_TRUE(!WIFEXITED(status) || WEXITSTATUS(status) != 0);
-  const std::string err = slurp_file(dir_ / "stderr.txt");
+  const std::string err = read_bytes(dir_ / "stderr.txt");
   EXPECT_NE(err.find("rank 1"), std::string::npos) << err;
-  const std::string st = slurp_file("/proc/" + std::to_string(ranks.at(0)) + "/stat");
+  const std::string st = read_bytes("/proc/" + std::to_string(ranks.at(0)) + "/stat");
   const size_t close = st.rfind(')');
-  EXPECT_TRUE(st.empty() || (close != std::string::npos && st.substr(close + 2, 1) == "Z")) << "rank 0 still runs: " << st;
+  EXPECT_TRUE(st.empty() || (close != std::string::npos && st.substr(close + 2, 1) == "Z"))
+      << "rank 0 still runs: " << st;
   // The newest checkpoint resumes in one process, for one more epoch.
   const int64_t epochs = newest_checkpoint(dir_ / "run") / 10;
   ASSERT_GE(epochs, 2);

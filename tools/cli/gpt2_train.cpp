@@ -121,6 +121,8 @@ RunFn register_gpt2_train(CLI::App& gpt2) {
                        {"tokens_per_s", tps},
                        {"seconds", r.seconds},
                        {"train_seconds", r.train_seconds},
+                       {"ranks", dist::size()},
+                       {"allreduce_seconds", r.allreduce_seconds},
                        {"run_tokens", r.run_tokens},
                        {"parameters", r.parameters},
                        {"seed", o.seed},

@@ -62,6 +62,8 @@ RunFn register_train_mlp(CLI::App& app) {
                        {"train_acc", last.train_acc},
                        {"train_loss", last.train_loss},
                        {"seconds", r.seconds},
+                       {"ranks", dist::size()},
+                       {"allreduce_seconds", r.allreduce_seconds},
                        {"seconds_per_epoch", run_epochs > 0 ? r.seconds / static_cast<double>(run_epochs) : 0.0},
                        {"seed", o.seed},
                        {"device", o.device},

@@ -31,8 +31,8 @@ void check(int rc, const char* what) {
   char text[MPI_MAX_ERROR_STRING] = {0};
   int len = 0;
   MPI_Error_string(rc, text, &len);
-  throw Error(detail::format("{} failed on rank {} of {}: {} (another rank has probably stopped)", what, g_rank,
-                             g_size, std::string(text, static_cast<size_t>(len))));
+  throw Error(detail::format("{} failed on rank {} of {}: {} (another rank has probably stopped)", what, g_rank, g_size,
+                             std::string(text, static_cast<size_t>(len))));
 }
 
 // MPI counts are ints: larger buffers go in pieces of this many elements.
@@ -173,9 +173,9 @@ std::vector<std::string> gather_strings(const std::string& text, [[maybe_unused]
   }
   LR_CHECK(total < INT_MAX, "gather: {} bytes are too many for one message", total);
   std::string all(static_cast<size_t>(total), '\0');
-  check(MPI_Gatherv(text.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR, root,
-                    MPI_COMM_WORLD),
-        "gather");
+  check(
+      MPI_Gatherv(text.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR, root, MPI_COMM_WORLD),
+      "gather");
   std::vector<std::string> out;
   for (size_t i = 0; i < lens.size(); ++i) out.push_back(all.substr(static_cast<size_t>(offsets[i]), lens[i]));
   return out;

@@ -45,9 +45,9 @@ void all_reduce_sum(const Tensor& t) {
   const int device = t.device().index;
   ncclComm_t c = comm_for(device);
   const ncclDataType_t type = t.dtype() == DType::F32 ? ncclFloat32 : ncclFloat64;
-  check(ncclAllReduce(t.raw_data(), t.raw_data(), static_cast<size_t>(t.numel()), type, ncclSum, c,
-                      cuda::stream(device)),
-        "all-reduce");
+  check(
+      ncclAllReduce(t.raw_data(), t.raw_data(), static_cast<size_t>(t.numel()), type, ncclSum, c, cuda::stream(device)),
+      "all-reduce");
 }
 
 void shutdown() {

@@ -356,6 +356,7 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
   r.stopped_early = s.stopped_early;
   r.seconds = s.seconds;
   r.train_seconds = s.step_seconds;
+  r.allreduce_seconds = dp.sync().seconds();
   r.run_tokens = s.tokens;
   r.checkpoint_dir = s.last_checkpoint;
   return r;

@@ -248,6 +248,7 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
   TrainSummary s = trainer.run();
   r.history = history;
   r.seconds = s.seconds;
+  r.allreduce_seconds = dp.sync().seconds();
   r.checkpoint_dir = s.last_checkpoint;
   return r;
 }

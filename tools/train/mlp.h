@@ -50,8 +50,9 @@ struct EpochMetrics {
 struct MlpTrainResult {
   std::vector<EpochMetrics> history;  // every epoch so far, including those before a resume
   std::shared_ptr<models::Mlp> model;
-  int64_t start_epoch = 0;  // epochs already done when this run began
-  double seconds = 0;       // wall time of this run's epochs
+  int64_t start_epoch = 0;       // epochs already done when this run began
+  double seconds = 0;            // wall time of this run's epochs
+  double allreduce_seconds = 0;  // (mpirun) of which in the gradient all-reduce
   std::string out_dir, model_path, optimizer_path, metrics_path, config_path, checkpoint_dir;
   std::string loss_curve_path, accuracy_curve_path;  // PNGs: train and test per epoch
 };

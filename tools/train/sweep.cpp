@@ -20,8 +20,8 @@ std::vector<std::string> run_sweep(int64_t jobs, const std::function<std::string
     Unpacker u(from_rank);
     while (!u.done()) {
       const int64_t i = u.i64();
-      LR_CHECK(i >= 0 && i < jobs && !seen[static_cast<size_t>(i)], "sweep: a rank sent job {} of {} twice or out of range",
-               i, jobs);
+      LR_CHECK(i >= 0 && i < jobs && !seen[static_cast<size_t>(i)],
+               "sweep: a rank sent job {} of {} twice or out of range", i, jobs);
       out[static_cast<size_t>(i)] = u.str();
       seen[static_cast<size_t>(i)] = true;
     }
