@@ -29,7 +29,8 @@ if "tokens_per_s" in j or "train_seconds" in j:
     t = j["train_seconds"]; rate = j["run_tokens"] / t
 else:
     t = j["seconds"]; rate = 1.0 / t
-print(f"{rate:.6g} {j.get(\"allreduce_seconds\", 0.0) / t:.4f}")'
+share = j.get("allreduce_seconds", 0.0) / t
+print(f"{rate:.6g} {share:.4f}")'
 }
 
 mlp() {  # $1: launcher prefix ("" or mpirun), $2: threads
