@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "analysis/plot_lock.h"
 #include "core/ops.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -28,11 +29,17 @@ extern "C" const char* __lsan_default_options() {
 #endif
 
 namespace lowrank::analysis {
+
+std::mutex& detail::plplot_mutex() {
+  static std::mutex m;
+  return m;
+}
+
 namespace {
 
 namespace fs = std::filesystem;
 
-std::mutex g_plot_mutex;
+std::mutex& g_plot_mutex = detail::plplot_mutex();
 // The first warning PLplot raised (plabort) while drawing the current figure; g_plot_mutex guards it.
 std::string g_plot_warning;
 
@@ -45,9 +52,11 @@ int on_plplot_exit(PLCHAR_VECTOR message) {
   return 1;
 }
 
-// cmap0 slots: background, ink, grid, then the series colours (matplotlib's tab10 cycle).
+// cmap0 slots: background, ink, grid, then the series colours (matplotlib's tab10 cycle), then
+// the grey of reference series.
 constexpr PLINT kWhite = 0, kBlack = 1, kGrid = 2, kFirstSeries = 3;
 constexpr int kSeriesColours = 10;
+constexpr PLINT kReferenceGrey = kFirstSeries + kSeriesColours;
 constexpr PLINT kTab10[kSeriesColours][3] = {{31, 119, 180},  {255, 127, 14}, {44, 160, 44},   {214, 39, 40},
                                              {148, 103, 189}, {140, 86, 75},  {227, 119, 194}, {127, 127, 127},
                                              {188, 189, 34},  {23, 190, 207}};
@@ -58,11 +67,12 @@ constexpr PLFLT kViridisRgb[kViridisPoints][3] = {
     {0.267, 0.005, 0.329}, {0.231, 0.322, 0.545}, {0.129, 0.569, 0.549}, {0.369, 0.788, 0.384}, {0.993, 0.906, 0.144}};
 
 void set_colours() {
-  plscmap0n(kFirstSeries + kSeriesColours);
+  plscmap0n(kReferenceGrey + 1);
   plscol0(kWhite, 255, 255, 255);
   plscol0(kBlack, 0, 0, 0);
   plscol0(kGrid, 225, 225, 225);
   for (int k = 0; k < kSeriesColours; ++k) plscol0(kFirstSeries + k, kTab10[k][0], kTab10[k][1], kTab10[k][2]);
+  plscol0(kReferenceGrey, 110, 110, 110);
   PLFLT r[kViridisPoints], g[kViridisPoints], b[kViridisPoints];
   for (int k = 0; k < kViridisPoints; ++k) r[k] = kViridisRgb[k][0], g[k] = kViridisRgb[k][1], b[k] = kViridisRgb[k][2];
   plscmap1n(256);
@@ -183,6 +193,36 @@ PLINT quietest_corner(const std::vector<std::vector<PLFLT>>& xs, const std::vect
   return corners[std::min_element(hits, hits + 4) - hits];
 }
 
+// PLplot line style of a stroke: 1 is continuous, 3 long dashes, 2 short ones.
+PLINT line_style(Stroke s) {
+  return s == Stroke::Solid ? 1 : s == Stroke::Dashed ? 3 : 2;
+}
+
+// Axis labels as plain decimals: PLplot otherwise switches to a shared "(x10^n)" factor once a
+// label needs more than a few digits (accuracies 0.8700..0.8710), and clips that factor.
+void plain_axis_labels() {
+  plsxax(8, 0);
+  plsyax(8, 0);
+}
+
+// Caption lines under the x label; `first` is the offset in character heights below the frame.
+void draw_notes(const std::vector<std::string>& notes, double first) {
+  plcol0(kBlack);
+  plschr(0.0, 0.85);
+  for (size_t k = 0; k < notes.size(); ++k)
+    plmtex("b", first + 1.5 * static_cast<double>(k), 0.0, 0.0, notes[k].c_str());
+  plschr(0.0, 1.1);
+}
+
+// The share of the page's height the caption lines need.
+double notes_height(size_t n) {
+  return n == 0 ? 0.0 : 0.03 + 0.035 * static_cast<double>(n);
+}
+
+// Offset of the first caption line, in (caption-sized) character heights below the frame: under
+// the tick labels and the x label.
+constexpr double kNotesOffset = 5.6;
+
 }  // namespace
 
 void plot_heatmap(const std::string& path, const std::vector<double>& values, int64_t rows, int64_t cols,
@@ -195,6 +235,8 @@ void plot_heatmap(const std::string& path, const std::vector<double>& values, in
   double hi = std::isnan(opts.vmax) ? *std::max_element(values.begin(), values.end()) : opts.vmax;
   LR_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "plot_heatmap: colour range [{}, {}] is empty ({})", lo,
            hi, path);
+  LR_CHECK(opts.reference.empty() || opts.reference.size() == values.size(),
+           "plot_heatmap: {} reference values for a {} x {} grid ({})", opts.reference.size(), rows, cols, path);
   if (lo == hi) lo -= 0.5, hi += 0.5;
 
   // plimagefr wants idata[x][y] and, without a transform, treats its nx x ny entries as the
@@ -215,10 +257,35 @@ void plot_heatmap(const std::string& path, const std::vector<double>& values, in
   std::lock_guard<std::mutex> lock(g_plot_mutex);
   Figure fig("plot_heatmap", path, opts.width, opts.height);
   plschr(0.0, 1.1);
-  plvpor(0.12, 0.80, 0.11, 0.90);
+  plain_axis_labels();
+  plvpor(0.14, 0.80, 0.11 + notes_height(opts.notes.size()), 0.90);
   plwind(x0, x1, opts.origin_top ? y1 : y0, opts.origin_top ? y0 : y1);
   plimagefr(columns.data(), static_cast<PLINT>(nx), static_cast<PLINT>(ny), x0, x1, y0, y1, lo, hi, lo, hi, nullptr,
             nullptr);
+  // The contour of values − reference = 0 through the cell centres (it needs two of them each way).
+  if (!opts.reference.empty() && rows >= 2 && cols >= 2) {
+    std::vector<std::vector<PLFLT>> diff(static_cast<size_t>(cols), std::vector<PLFLT>(static_cast<size_t>(rows)));
+    std::vector<PLFLT*> diff_cols(static_cast<size_t>(cols));
+    std::vector<PLFLT> xg(static_cast<size_t>(cols)), yg(static_cast<size_t>(rows));
+    for (size_t j = 0; j < static_cast<size_t>(cols); ++j) {
+      xg[j] = static_cast<double>(opts.x_first) + static_cast<double>(j);
+      for (size_t i = 0; i < static_cast<size_t>(rows); ++i) {
+        const size_t at = i * static_cast<size_t>(cols) + j;
+        diff[j][i] = values[at] - opts.reference[at];
+      }
+      diff_cols[j] = diff[j].data();
+    }
+    for (size_t i = 0; i < static_cast<size_t>(rows); ++i)
+      yg[i] = static_cast<double>(opts.y_first) + static_cast<double>(i);
+    PLcGrid grid{xg.data(), yg.data(), nullptr, static_cast<PLINT>(cols), static_cast<PLINT>(rows), 0};
+    PLFLT level[1] = {0.0};
+    plcol0(kWhite);
+    plwidth(2.5);
+    pllsty(line_style(Stroke::Dashed));
+    plcont(diff_cols.data(), static_cast<PLINT>(cols), static_cast<PLINT>(rows), 1, static_cast<PLINT>(cols), 1,
+           static_cast<PLINT>(rows), level, 1, pltr1, &grid);
+    pllsty(1);
+  }
   plcol0(kBlack);
   plwidth(1.0);
   // Minor ticks only between labels that are more than one index apart.
@@ -238,6 +305,7 @@ void plot_heatmap(const std::string& path, const std::vector<double>& values, in
   plcolorbar(&bar_w, &bar_h, PL_COLORBAR_IMAGE, PL_POSITION_RIGHT | PL_POSITION_OUTSIDE, 0.03, 0.0, 0.05, 1.0, kWhite,
              kBlack, 1, 0.0, 1.0, kBlack, 0.0, opts.colorbar_label.empty() ? 0 : 1, label_opts, &label, 1, axis_opts,
              ticks, sub_ticks, n_values, range_ptr);
+  draw_notes(opts.notes, kNotesOffset);
   fig.finish();
 }
 
@@ -273,14 +341,24 @@ void plot_lines(const std::string& path, const std::vector<Series>& series, cons
     xs.push_back(std::move(x));
     ys.push_back(std::move(y));
   }
+  for (const HLine& h : opts.hlines) {
+    LR_CHECK(std::isfinite(h.y) && (!opts.log_y || h.y > 0), "plot_lines: reference line '{}' at y = {} ({})", h.label,
+             h.y, path);
+    all_y.push_back(opts.log_y ? std::log10(h.y) : h.y);
+  }
   double xmin, xmax, ymin, ymax;
   padded_range(all_x, 0.02, xmin, xmax);
   padded_range(all_y, 0.05, ymin, ymax);
+  if (!std::isnan(opts.y_min)) ymin = opts.log_y ? std::log10(opts.y_min) : opts.y_min;
+  if (!std::isnan(opts.y_max)) ymax = opts.log_y ? std::log10(opts.y_max) : opts.y_max;
+  LR_CHECK(std::isfinite(ymin) && std::isfinite(ymax) && ymin < ymax, "plot_lines: y range [{}, {}] is empty ({})",
+           opts.y_min, opts.y_max, path);
 
   std::lock_guard<std::mutex> lock(g_plot_mutex);
   Figure fig("plot_lines", path, opts.width, opts.height);
   plschr(0.0, 1.1);
-  plvpor(0.11, 0.96, 0.11, 0.91);
+  plain_axis_labels();
+  plvpor(0.10, opts.legend_outside ? 0.58 : 0.96, 0.11 + notes_height(opts.notes.size()), 0.91);
   plwind(xmin, xmax, ymin, ymax);
   const std::string lx = opts.log_x ? "l" : "", ly = opts.log_y ? "l" : "";
   plcol0(kGrid);
@@ -294,33 +372,65 @@ void plot_lines(const std::string& path, const std::vector<Series>& series, cons
   std::vector<PLFLT> widths, symbol_scales;
   std::vector<const char*> texts, symbols;
   const char* dot = "•";
-  for (size_t k = 0; k < series.size(); ++k) {
-    const PLINT colour = kFirstSeries + static_cast<PLINT>(k % kSeriesColours);
-    const PLINT n = static_cast<PLINT>(xs[k].size());
-    const bool dots = opts.markers || n == 1;
-    plcol0(colour);
-    plwidth(2.0);
-    if (n > 1) plline(n, xs[k].data(), ys[k].data());
-    if (dots) plstring(n, xs[k].data(), ys[k].data(), dot);
-    if (series[k].label.empty()) continue;
-    legend_opts.push_back((n > 1 ? PL_LEGEND_LINE : 0) | (dots ? PL_LEGEND_SYMBOL : 0));
+  auto add_entry = [&](const std::string& label, PLINT colour, PLINT style, bool line, bool dots) {
+    legend_opts.push_back((line ? PL_LEGEND_LINE : 0) | (dots ? PL_LEGEND_SYMBOL : 0));
     colours.push_back(colour);
-    styles.push_back(1);
+    styles.push_back(style);
     widths.push_back(2.0);
     symbol_numbers.push_back(1);
     symbol_scales.push_back(1.0);
     symbols.push_back(dot);
-    texts.push_back(series[k].label.c_str());
+    texts.push_back(label.c_str());
+  };
+  PLINT next_colour = 0;
+  for (size_t k = 0; k < series.size(); ++k) {
+    const PLINT colour = series[k].grey ? kReferenceGrey : kFirstSeries + (next_colour++ % kSeriesColours);
+    const PLINT n = static_cast<PLINT>(xs[k].size());
+    const bool dots = opts.markers || n == 1;
+    plcol0(colour);
+    plwidth(2.0);
+    pllsty(line_style(series[k].stroke));
+    if (n > 1) plline(n, xs[k].data(), ys[k].data());
+    pllsty(1);
+    if (dots) {
+      // Only the points inside the frame: PLplot clips lines there, but not text glyphs.
+      std::vector<PLFLT> px, py;
+      for (PLINT p = 0; p < n; ++p)
+        if (ys[k][p] >= ymin && ys[k][p] <= ymax) px.push_back(xs[k][p]), py.push_back(ys[k][p]);
+      if (!px.empty()) plstring(static_cast<PLINT>(px.size()), px.data(), py.data(), dot);
+    }
+    if (!series[k].label.empty()) add_entry(series[k].label, colour, line_style(series[k].stroke), n > 1, dots);
+  }
+  for (const HLine& h : opts.hlines) {
+    const PLINT colour = kFirstSeries + (next_colour++ % kSeriesColours);
+    const PLFLT hy = opts.log_y ? std::log10(h.y) : h.y;
+    PLFLT lx2[2] = {xmin, xmax}, ly2[2] = {hy, hy};
+    plcol0(colour);
+    plwidth(2.0);
+    pllsty(line_style(h.stroke));
+    plline(2, lx2, ly2);
+    pllsty(1);
+    add_entry(h.label, colour, line_style(h.stroke), true, false);
   }
   if (!texts.empty()) {
     PLFLT legend_w = 0, legend_h = 0;
     plwidth(1.0);
-    pllegend(&legend_w, &legend_h, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
-             quietest_corner(xs, ys, xmin, xmax, ymin, ymax, texts.size()) | PL_POSITION_INSIDE, 0.02, 0.02, 0.08,
-             kWhite, kBlack, 1, 0, 0, static_cast<PLINT>(texts.size()), legend_opts.data(), 1.0, 0.9, 2.0, 0.0,
-             colours.data(), texts.data(), nullptr, nullptr, nullptr, nullptr, colours.data(), styles.data(),
-             widths.data(), colours.data(), symbol_scales.data(), symbol_numbers.data(), symbols.data());
+    // The reference lines count as drawn curves when choosing a corner.
+    std::vector<std::vector<PLFLT>> cx = xs, cy = ys;
+    for (const HLine& h : opts.hlines) {
+      cx.push_back({xmin, xmax});
+      cy.push_back(std::vector<PLFLT>(2, opts.log_y ? std::log10(h.y) : h.y));
+    }
+    const PLINT position = opts.legend_outside
+                               ? PL_POSITION_RIGHT | PL_POSITION_OUTSIDE
+                               : quietest_corner(cx, cy, xmin, xmax, ymin, ymax, texts.size()) | PL_POSITION_INSIDE;
+    pllegend(&legend_w, &legend_h, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, position, 0.02, 0.02, 0.08, kWhite,
+             kBlack, 1, 0, 0, static_cast<PLINT>(texts.size()), legend_opts.data(), 1.0,
+             opts.legend_outside ? 0.8 : 0.9, 2.0, 0.0, colours.data(), texts.data(), nullptr, nullptr, nullptr,
+             nullptr, colours.data(), styles.data(), widths.data(), colours.data(), symbol_scales.data(),
+             symbol_numbers.data(), symbols.data());
   }
+  draw_notes(opts.notes, kNotesOffset);
   fig.finish();
 }
 

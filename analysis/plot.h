@@ -23,6 +23,10 @@ struct HeatmapOptions {
   int64_t x_first = 1, y_first = 1;
   bool origin_top = true;         // first row at the top, as a matrix is printed
   int width = 800, height = 700;  // pixels
+  // A level to compare every cell with (rows x cols, row-major, like the values; empty: none): a
+  // dashed white contour is drawn where the values cross it (for φ grids: chance, max(i, j)/n).
+  std::vector<double> reference = {};
+  std::vector<std::string> notes = {};  // caption lines under the figure (what it shows, what the contour is)
 };
 
 // values: rows x cols, row-major (row i is drawn at height i); all finite.
@@ -31,9 +35,20 @@ void plot_heatmap(const std::string& path, const std::vector<double>& values, in
 // A 2-D tensor of any float dtype, device and layout.
 void plot_heatmap(const std::string& path, const Tensor& matrix, const HeatmapOptions& opts = {});
 
+enum class Stroke { Solid, Dashed, Dotted };
+
 struct Series {
   std::string label;  // shown in the legend; an empty label keeps the series out of it
   std::vector<double> x, y;
+  Stroke stroke = Stroke::Solid;
+  bool grey = false;  // a reference (chance level, a bound) in grey, outside the colour cycle
+};
+
+// A horizontal line across the whole plot (a reference level such as a baseline's accuracy).
+struct HLine {
+  std::string label;  // in the legend
+  double y = 0;
+  Stroke stroke = Stroke::Dashed;
 };
 
 struct LineOptions {
@@ -41,6 +56,12 @@ struct LineOptions {
   bool log_x = false, log_y = false;  // base-10 axes; the values on them must be positive
   bool markers = false;               // a dot at every point (always on for one-point series)
   int width = 900, height = 600;      // pixels
+  std::vector<HLine> hlines = {};     // in their own colours after the series'
+  // A fixed y range (NaN: the data's, padded); what falls outside is clipped at the frame.
+  double y_min = std::numeric_limits<double>::quiet_NaN();
+  double y_max = std::numeric_limits<double>::quiet_NaN();
+  bool legend_outside = false;          // legend right of the frame (never over a point)
+  std::vector<std::string> notes = {};  // caption lines under the figure
 };
 
 // Each series: x.size() == y.size() >= 1, all finite. Colours follow the series order.

@@ -18,6 +18,7 @@
 #include "models/gpt2/model.h"
 #include "optim/adam.h"
 #include "optim/clip.h"
+#include "paired.h"
 
 using namespace lowrank;
 namespace mg = lowrank::models::gpt2;
@@ -35,13 +36,20 @@ Tensor random_ids(int64_t b, int64_t t, int64_t vocab, uint64_t seed) {
 }
 
 struct Trainer {
-  mg::Config cfg = mg::Config::preset("small");
+  mg::Config cfg;
   nn::Generator gen{0};
-  mg::Gpt2 model{cfg, gen};
+  mg::Gpt2 model;
   std::unique_ptr<optim::AdamW> opt;
-  Tensor x = random_ids(kBatch, cfg.n_ctx, cfg.vocab_size, 1);
-  Tensor y = random_ids(kBatch, cfg.n_ctx, cfg.vocab_size, 2);
-  Trainer() {
+  Tensor x, y;
+  // No dropout, as llm.c (the 124M preset has OpenAI's 0.1).
+  explicit Trainer(mg::Config c = mg::Config::preset("small"), int64_t batch = kBatch, int64_t seq = 0)
+      : cfg([&] {
+          c.dropout = 0.0;
+          return c;
+        }()),
+        model(cfg, gen),
+        x(random_ids(batch, seq > 0 ? seq : cfg.n_ctx, cfg.vocab_size, 1)),
+        y(random_ids(batch, seq > 0 ? seq : cfg.n_ctx, cfg.vocab_size, 2)) {
     opt = std::make_unique<optim::AdamW>(model.named_parameters(),
                                          optim::AdamOptions{.lr = 1e-4, .beta2 = 0.95, .weight_decay = 0.1});
   }
@@ -111,6 +119,28 @@ void BM_TrainStep(benchmark::State& state) {
   set_num_threads(0);
 }
 BENCHMARK(BM_TrainStep)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// 2 threads against 1, steps alternating in one process (bench/paired.h): "fused/unfused" is the
+// 2-thread step time over the 1-thread one (the goal: <= 1/1.7 = 0.59). range(0): 0 = the small
+// preset at 8 x 256, 1 = GPT-2 124M at 4 x 64 (the llm.c comparison's configs).
+void BM_TrainStepThreadsPaired(benchmark::State& state) {
+  std::unique_ptr<Trainer> t;
+  if (state.range(0) == 0) {
+    t = std::make_unique<Trainer>();
+  } else {
+    t = std::make_unique<Trainer>(mg::Config::preset("gpt2"), 4, 64);
+  }
+  auto timed = [&](bool two) {
+    set_num_threads(two ? 2 : 1);
+    return bench::time_once([&] { benchmark::DoNotOptimize(t->step()); }, [] {});
+  };
+  const bench::PairedMedians m = bench::run_pairs(state, timed, 30.0);
+  state.counters["tokens/s_2threads"] = static_cast<double>(t->x.numel()) / m.fused;
+  state.counters["tokens/s_1thread"] = static_cast<double>(t->x.numel()) / m.unfused;
+  state.SetLabel(state.range(0) == 0 ? "small 8x256" : "gpt2-124M 4x64");
+  set_num_threads(0);
+}
+BENCHMARK(BM_TrainStepThreadsPaired)->Arg(0)->Arg(1)->Unit(benchmark::kSecond)->UseManualTime()->Iterations(1);
 
 // The step's parts, one thread: forward + loss alone, then with backward (no optimizer).
 void BM_TrainForward(benchmark::State& state) {

@@ -12,6 +12,7 @@
 #include "nn/functional.h"
 #include "nn/loss.h"
 #include "optim/adam.h"
+#include "paired.h"
 
 using namespace lowrank;
 
@@ -36,6 +37,35 @@ const Data& data() {
     return out;
   }();
   return d;
+}
+
+void run_epoch() {
+  const Data& d = data();
+  nn::Generator gen(0);
+  models::Mlp model({}, gen);
+  optim::Adam adam(model.named_parameters(), {.lr = 1e-3, .eps = optim::kKerasAdamEps});
+  io::DataLoader loader({d.images, d.labels}, {.batch_size = kBatch, .seed = 1});
+  nn::CrossEntropyLoss ce;
+  double last = 0;
+  while (auto b = loader.next()) {
+    Tensor loss = ce(model((*b)[0]), (*b)[1]);
+    adam.zero_grad();
+    loss.backward();
+    adam.step();
+    last = loss.item();
+  }
+  benchmark::DoNotOptimize(last);
+}
+
+// 2 threads against 1, epochs alternating in one process (bench/paired.h): "fused/unfused" is the
+// 2-thread epoch time over the 1-thread one (the goal: <= 1/1.7 = 0.59).
+void BM_EpochThreadsPaired(benchmark::State& state) {
+  auto timed = [](bool two) {
+    set_num_threads(two ? 2 : 1);
+    return bench::time_once(run_epoch, [] {});
+  };
+  bench::run_pairs(state, timed, 20.0);
+  set_num_threads(0);
 }
 
 void BM_Epoch(benchmark::State& state) {
@@ -151,6 +181,7 @@ void BM_DenseComposed(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_Epoch)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
+BENCHMARK(BM_EpochThreadsPaired)->Unit(benchmark::kSecond)->UseManualTime()->Iterations(1);
 BENCHMARK(BM_StepLoaderBatch)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_StepForward)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_StepForwardBackward)->Unit(benchmark::kMicrosecond);

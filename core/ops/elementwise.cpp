@@ -77,11 +77,10 @@ Tensor div(const Tensor& a, const Tensor& b) {
   if (needs_grad(a, b)) {
     const Tensor& bd = b;
     Tensor od = out.detach();
-    Shape sa = a.shape();
     bool na = a.requires_grad(), nb = b.requires_grad();
-    record(OpKind::Div, out, {a, b}, [bd, od, sa, na, nb](const Tensor& g) {
+    record(OpKind::Div, out, {a, b}, [bd, od, na, nb](const Tensor& g) {
       Tensor ga = div(g, bd);
-      return Grads{na ? sum_to(ga, sa) : Tensor(), nb ? sum_to(neg(mul(ga, od)), bd.shape()) : Tensor()};
+      return Grads{na ? ga : Tensor(), nb ? neg(mul(ga, od)) : Tensor()};
     });
   }
   return out;
@@ -95,8 +94,8 @@ Tensor pow(const Tensor& a, const Tensor& b) {
     bool na = a.requires_grad(), nb = b.requires_grad();
     record(OpKind::Pow, out, {a, b}, [ad, bd, od, na, nb](const Tensor& g) {
       Tensor ga, gb;
-      if (na) ga = sum_to(mul(g, mul(bd, pow(ad, sub(bd, 1.0)))), ad.shape());
-      if (nb) gb = sum_to(mul(g, mul(od, log(ad))), bd.shape());
+      if (na) ga = mul(g, mul(bd, pow(ad, sub(bd, 1.0))));
+      if (nb) gb = mul(g, mul(od, log(ad)));
       return Grads{ga, gb};
     });
   }
@@ -110,7 +109,7 @@ static Tensor extremum(BinaryOp op, OpKind kind, const char* name, const Tensor&
     bool is_max = op == BinaryOp::Maximum;
     record(kind, out, {a, b}, [ad, bd, is_max](const Tensor& g) {
       Tensor pick_a = is_max ? ge(ad, bd) : le(ad, bd);  // ties go to a
-      return Grads{sum_to(mul(g, pick_a), ad.shape()), sum_to(mul(g, rsub(1.0, pick_a)), bd.shape())};
+      return Grads{mul(g, pick_a), mul(g, rsub(1.0, pick_a))};
     });
   }
   return out;

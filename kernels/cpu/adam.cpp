@@ -1,12 +1,12 @@
 // CPU Adam/AdamW step: one fused pass over a parameter (decay, both moments, bias-corrected
 // update), in the operation order of torch.optim.Adam/AdamW's single-tensor path; the oracle of
 // the CUDA twin.
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/parallel.h"
 
 #if defined(__SSE2__)
 #include <immintrin.h>
@@ -16,7 +16,7 @@ namespace lowrank::cpu {
 namespace {
 
 // The update streams 7 values per element through a few flops: one thread runs at cache speed, and
-// only tensors that spill out of the caches gain from more. Below this size the OpenMP fork/join
+// only tensors that spill out of the caches gain from more. Below this size the pool's fork/join
 // costs more than it saves (on a loaded 2-core machine, waiting for a descheduled team member made
 // the MLP's Adam step 16 ms instead of 0.27 ms).
 constexpr int64_t kParallelMin = int64_t{1} << 20;
@@ -157,15 +157,11 @@ void adam_loop(const AdamScalars<T>& s, T* p, const T* g, T* m, T* v, int64_t n)
     adam_range<T, kL2, kDecay>(s, p, g, m, v, 0, n);
     return;
   }
-#pragma omp parallel
-  {
-    // Chunks are whole cache lines (16 floats); any split gives the same bits, the update being
-    // elementwise.
-    int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    int64_t chunk = ((n + nt - 1) / nt + 15) / 16 * 16;
-    int64_t begin = std::min(n, t * chunk), end = std::min(n, begin + chunk);
-    adam_range<T, kL2, kDecay>(s, p, g, m, v, begin, end);
-  }
+  // Chunks are whole cache lines (16 floats); any split gives the same bits, the update being
+  // elementwise.
+  parallel_chunks((n + 15) / 16, true, [&](int64_t b0, int64_t b1, int) {
+    adam_range<T, kL2, kDecay>(s, p, g, m, v, b0 * 16, std::min(n, b1 * 16));
+  });
 }
 
 template <class T>

@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "core/rng.h"
-#include "core/threads.h"
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/parallel.h"
@@ -85,20 +84,12 @@ void dropout_row(const AttentionArgs& a, uint64_t e0, int64_t n, T* f) {
   }
 }
 
-// Runs f(bh) for every (batch, head) pair; threads only for enough work, and OpenBLAS single-
-// threaded inside them (its own pool would fight ours for the same cores).
+// Runs f(bh) for every (batch, head) pair; threads only for enough work (the GEMMs inside a
+// head then run on their own thread).
 template <class F>
 void for_each_head(const AttentionArgs& a, F&& f) {
   const int64_t n = a.batch * a.heads;
-  const bool par = n > 1 && 4 * n * a.tq * a.tk * a.head_dim >= kParallelMinFlops && num_threads() > 1;
-  if (!par) {
-    for (int64_t i = 0; i < n; ++i) f(i);
-    return;
-  }
-  const int blas_threads = openblas_get_num_threads();
-  openblas_set_num_threads(1);
-  parallel_for(n, true, f);
-  openblas_set_num_threads(blas_threads);
+  parallel_for(n, n > 1 && 4 * n * a.tq * a.tk * a.head_dim >= kParallelMinFlops, f);
 }
 
 template <class T>

@@ -38,8 +38,8 @@ void attention_backward(const AttentionArgs& a, const Tensor& q, const Tensor& k
 // Thin SVD via LAPACKE gesdd; u, s, vt are contiguous outputs (svd.cpp).
 void svd(const Tensor& a, const Tensor& u, const Tensor& s, const Tensor& vt);
 
-// Filled in by the files of the nn-op families (softmax.cpp, cross_entropy.cpp, layernorm.cpp,
-// embedding.cpp, adam.cpp, lora_matmul.cpp); each registers its own slots.
+// Puts the kernels of the nn-op families (softmax, cross_entropy, layernorm, embedding, lora_matmul,
+// svd, adam: a file each) into their slots; nn_kernels.cpp defines it, register.cpp calls it.
 void register_nn_kernels(Backend& t);
 
 }  // namespace lowrank::cpu

@@ -1,29 +1,91 @@
-// CPU GEMM through OpenBLAS (row-major cblas; batches loop over the strided operands).
+// CPU GEMM: single-threaded OpenBLAS calls, split over the CPU pool when the product is large
+// (by rows of C or by its columns, whichever is longer; by batch for many small products). Each
+// element of C is computed by one OpenBLAS call over the whole K, so the split changes no sum's
+// order within a call, and the split itself depends only on the shape and the thread count.
 #include <cblas.h>
 
+#include <algorithm>
+
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace lowrank::cpu {
+namespace {
+
+// Below this many multiply-adds a product runs on the calling thread: waking a worker costs a few
+// microseconds, and a 2-way split of a 64x64x64 product (~5 us) would not pay for it.
+constexpr int64_t kGemmParallelMinMacs = int64_t{1} << 20;
+// Rows or columns per split unit: a multiple of OpenBLAS's register tiles, so no chunk ends in a
+// ragged tile that the unsplit call would not have had.
+constexpr int64_t kGemmSplitUnit = 32;
+
+void blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const float* a, int64_t lda, const float* b,
+          int64_t ldb, double beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
+              static_cast<blasint>(n), static_cast<blasint>(k), static_cast<float>(alpha), a, static_cast<blasint>(lda),
+              b, static_cast<blasint>(ldb), static_cast<float>(beta), c, static_cast<blasint>(ldc));
+}
+void blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+          const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<blasint>(m),
+              static_cast<blasint>(n), static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
+              static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+template <class T>
+void gemm_split(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T* a, int64_t lda, const T* b,
+                int64_t ldb, double beta, T* c, int64_t ldc) {
+  const bool par = m * n * k >= kGemmParallelMinMacs && std::max(m, n) >= 2 * kGemmSplitUnit;
+  if (!par || parallel_threads() <= 1) return blas(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (m >= n) {  // rows of C: rows of op(A)
+    parallel_chunks((m + kGemmSplitUnit - 1) / kGemmSplitUnit, true, [&](int64_t u0, int64_t u1, int) {
+      const int64_t r0 = u0 * kGemmSplitUnit, r1 = std::min(m, u1 * kGemmSplitUnit);
+      blas(ta, tb, r1 - r0, n, k, alpha, ta ? a + r0 : a + r0 * lda, lda, b, ldb, beta, c + r0 * ldc, ldc);
+    });
+  } else {  // columns of C: columns of op(B)
+    parallel_chunks((n + kGemmSplitUnit - 1) / kGemmSplitUnit, true, [&](int64_t u0, int64_t u1, int) {
+      const int64_t c0 = u0 * kGemmSplitUnit, c1 = std::min(n, u1 * kGemmSplitUnit);
+      blas(ta, tb, m, c1 - c0, k, alpha, a, lda, tb ? b + c0 * ldb : b + c0, ldb, beta, c + c0, ldc);
+    });
+  }
+}
+
+template <class T>
+void gemm_typed(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& c) {
+  const T* pa = static_cast<const T*>(a.raw_data());
+  const T* pb = static_cast<const T*>(b.raw_data());
+  T* pc = static_cast<T*>(c.raw_data());
+  auto one = [&](int64_t i) {
+    gemm_rm(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, pa + i * g.stride_a, g.lda, pb + i * g.stride_b, g.ldb,
+            g.beta, pc + i * g.stride_c, g.ldc);
+  };
+  // Many products, each too small to split: one thread per run of products.
+  const bool per_batch = g.batch >= 2 * parallel_threads() && g.m * g.n * g.k < kGemmParallelMinMacs &&
+                         g.batch * g.m * g.n * g.k >= kGemmParallelMinMacs;
+  if (per_batch && g.stride_c != 0) {
+    parallel_for(g.batch, true, one);
+  } else {
+    for (int64_t i = 0; i < g.batch; ++i) one(i);
+  }
+}
+
+}  // namespace
+
+void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const float* a, int64_t lda,
+             const float* b, int64_t ldb, double beta, float* c, int64_t ldc) {
+  gemm_split(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+             const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  gemm_split(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
 
 void gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& c) {
-  const auto ta = g.trans_a ? CblasTrans : CblasNoTrans, tb = g.trans_b ? CblasTrans : CblasNoTrans;
-  const auto m = static_cast<blasint>(g.m), n = static_cast<blasint>(g.n), k = static_cast<blasint>(g.k);
-  const auto lda = static_cast<blasint>(g.lda), ldb = static_cast<blasint>(g.ldb), ldc = static_cast<blasint>(g.ldc);
-  if (c.dtype() == DType::F32) {
-    const float* pa = static_cast<const float*>(a.raw_data());
-    const float* pb = static_cast<const float*>(b.raw_data());
-    float* pc = static_cast<float*>(c.raw_data());
-    for (int64_t i = 0; i < g.batch; ++i)
-      cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(g.alpha), pa + i * g.stride_a, lda,
-                  pb + i * g.stride_b, ldb, static_cast<float>(g.beta), pc + i * g.stride_c, ldc);
-  } else {
-    const double* pa = static_cast<const double*>(a.raw_data());
-    const double* pb = static_cast<const double*>(b.raw_data());
-    double* pc = static_cast<double*>(c.raw_data());
-    for (int64_t i = 0; i < g.batch; ++i)
-      cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, g.alpha, pa + i * g.stride_a, lda, pb + i * g.stride_b, ldb, g.beta,
-                  pc + i * g.stride_c, ldc);
-  }
+  if (c.dtype() == DType::F32)
+    gemm_typed<float>(g, a, b, c);
+  else
+    gemm_typed<double>(g, a, b, c);
 }
 
 }  // namespace lowrank::cpu

@@ -3,8 +3,6 @@
 #include <cmath>
 #include <vector>
 
-#include <omp.h>
-
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/parallel.h"
 
@@ -39,7 +37,7 @@ template <class T>
 void backward_typed(const T* x, const T* w, const T* mean, const T* rstd, const T* gy, T* gx, T* gw, T* gb,
                     int64_t rows, int64_t d) {
   const bool par = rows > 1 && rows * d >= kParallelMinElems;
-  const int nt = par ? omp_get_max_threads() : 1;
+  const int nt = par ? parallel_threads() : 1;
   std::vector<double> part(static_cast<size_t>(nt) * 2 * static_cast<size_t>(d), 0.0);
   auto row = [&](int64_t r, double* pw, double* pb) {
     const T* xr = x + r * d;
@@ -61,16 +59,12 @@ void backward_typed(const T* x, const T* w, const T* mean, const T* rstd, const 
       out[j] = static_cast<T>(rs * (static_cast<double>(gr[j]) * w[j] - m1 - xh * m2));
     }
   };
-  if (par) {
-#pragma omp parallel num_threads(nt)
-    {
-      double* pw = part.data() + static_cast<size_t>(omp_get_thread_num()) * 2 * static_cast<size_t>(d);
-#pragma omp for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) row(r, pw, pw + d);
-    }
-  } else {
-    for (int64_t r = 0; r < rows; ++r) row(r, part.data(), part.data() + d);
-  }
+  // Part p sums its own rows into its own slice, and the slices are added in part order: the
+  // bits depend on the thread count only, not on scheduling.
+  parallel_chunks(rows, nt > 1, [&](int64_t r0, int64_t r1, int p) {
+    double* pw = part.data() + static_cast<size_t>(p) * 2 * static_cast<size_t>(d);
+    for (int64_t r = r0; r < r1; ++r) row(r, pw, pw + d);
+  });
   for (int64_t j = 0; j < d; ++j) {
     double sw = 0, sb = 0;
     for (int t = 0; t < nt; ++t) {

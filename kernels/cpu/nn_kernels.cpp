@@ -1,4 +1,4 @@
-// Registers the CPU kernels of the nn-op families. Each family file adds its slots here.
+// Puts the CPU kernels of the nn-op families (each defined in a file of its own) into their slots.
 #include "kernels/cpu/cpu_kernels.h"
 
 namespace lowrank::cpu {

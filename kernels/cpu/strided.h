@@ -1,5 +1,6 @@
 // Strided N-operand loops for CPU kernels: coalesce axes, then walk rows of the last axis.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <initializer_list>
@@ -10,6 +11,10 @@
 #include "kernels/cpu/parallel.h"
 
 namespace lowrank::cpu {
+
+// A contiguous elementwise op of at least this many elements is split over the pool: below it the
+// wake-up (a few microseconds) outweighs half of a memory-bound pass.
+constexpr int64_t kElementwiseParallelMin = int64_t{1} << 18;
 
 // Most axes a CPU kernel loop handles (after coalescing, at most the tensor's rank).
 constexpr size_t kMaxLoopDims = 32;
@@ -87,7 +92,18 @@ void for_each_row(const StridedLoop<N>& L, F&& f) {
   std::array<int64_t, N> ist;
   for (size_t k = 0; k < N; ++k) ist[k] = L.strides[k].back();
   if (rows == 1) {  // the common case of contiguous operands: no index arithmetic
-    f(std::array<int64_t, N>{}, inner, ist);
+    if (inner < kElementwiseParallelMin) {
+      f(std::array<int64_t, N>{}, inner, ist);
+      return;
+    }
+    // One long row: split in whole multiples of kSplitUnit elements (SIMD and cache lines).
+    constexpr int64_t kSplitUnit = 64;
+    parallel_chunks((inner + kSplitUnit - 1) / kSplitUnit, true, [&](int64_t u0, int64_t u1, int) {
+      const int64_t b = u0 * kSplitUnit, e = std::min(inner, u1 * kSplitUnit);
+      std::array<int64_t, N> off;
+      for (size_t k = 0; k < N; ++k) off[k] = b * ist[k];
+      f(off, e - b, ist);
+    });
     return;
   }
   parallel_for(rows, rows * inner >= 2 * kParallelMinElems, [&](int64_t r) {

@@ -148,6 +148,13 @@ Tensor Gpt2::forward(const Tensor& ids) {
   return head(x);
 }
 
+Tensor Gpt2::hidden_states(const Tensor& ids) {
+  check_ids(ids, 0);
+  Tensor x = embed(ids, 0);
+  for (const auto& [name, block] : child("h").children()) x = block->forward(x);
+  return child("ln_f")(x);
+}
+
 Tensor Gpt2::forward(const Tensor& ids, KvCache& cache) {
   check_ids(ids, cache.length());
   LR_CHECK(static_cast<int64_t>(cache.k_.size()) == config_.n_layer,

@@ -116,6 +116,9 @@ class Gpt2 : public nn::Module {
   // Mean cross-entropy of forward(ids) against targets int64 [B, T]; targets equal to -100 are
   // ignored (the mean is over the others).
   Tensor loss(const Tensor& ids, const Tensor& targets);
+  // The final hidden states ln_f(h) [B, T, C] that the LM head reads (and a classification head,
+  // models/gpt2/classifier.h); ids as forward's.
+  Tensor hidden_states(const Tensor& ids);
 
   // loss() computes the head and the cross-entropy over chunks of rows holding at most this many
   // logits (default 2^24, 64 MB in f32), so that no [B·T, V] tensor outgrows the CPU allocator's

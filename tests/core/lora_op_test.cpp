@@ -1,10 +1,12 @@
-// The fused LoRA op against the unfused composition of plain ops (DESIGN.md test kind 4), its
+// The fused LoRA op against the unfused composition of plain ops (docs/design.md, test kind 4), its
 // bad-input messages, and which gradients it produces.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "core/ops.h"
+#include "support/errors.h"
+#include "support/gradcheck.h"
 
 using namespace lowrank;
 
@@ -94,27 +96,46 @@ TEST(LoraOp, BaseScaleZeroIsPureLowRank) {
 
 TEST(LoraOp, BadShapesNameTheProblem) {
   Tensor x = Tensor::zeros({4, 8}), w = Tensor::zeros({6, 8});
-  auto expect_msg = [](auto fn, const std::string& part) {
-    try {
-      fn();
-      FAIL() << "no throw, wanted: " << part;
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-    }
-  };
-  expect_msg([&] { lora_linear(x, w, Tensor(), Tensor::zeros({2, 9}), Tensor::zeros({6, 2}), 1, 1); }, "A [2, 9]");
-  expect_msg([&] { lora_linear(x, w, Tensor(), Tensor::zeros({2, 8}), Tensor::zeros({6, 3}), 1, 1); }, "B [6, 3]");
-  expect_msg(
+  EXPECT_TRUE(test::throws_with(
+      [&] {
+        lora_linear(x, w, Tensor(), Tensor::zeros({2, 9}), Tensor::zeros({6, 2}), 1, 1);
+      },
+      {"A [2, 9]"}));
+  EXPECT_TRUE(test::throws_with(
+      [&] {
+        lora_linear(x, w, Tensor(), Tensor::zeros({2, 8}), Tensor::zeros({6, 3}), 1, 1);
+      },
+      {"B [6, 3]"}));
+  EXPECT_TRUE(test::throws_with(
       [&] {
         lora_linear(Tensor::zeros({4, 7}), w, Tensor(), Tensor::zeros({2, 8}), Tensor::zeros({6, 2}), 1, 1);
       },
-      "x [4, 7]");
-  expect_msg(
+      {"x [4, 7]"}));
+  EXPECT_TRUE(test::throws_with(
       [&] {
         lora_linear(x, w, Tensor::zeros({5}), Tensor::zeros({2, 8}), Tensor::zeros({6, 2}), 1, 1);
       },
-      "bias [5]");
-  expect_msg([&] { lora_linear(x, w, Tensor(), Tensor::zeros({0, 8}), Tensor::zeros({6, 0}), 1, 1); }, "rank");
+      {"bias [5]"}));
+  EXPECT_TRUE(test::throws_with(
+      [&] {
+        lora_linear(x, w, Tensor(), Tensor::zeros({0, 8}), Tensor::zeros({6, 0}), 1, 1);
+      },
+      {"rank"}));
 }
 
 }  // namespace
+
+// Central differences through the fused op: every input trainable, then the usual LoRA case
+// (frozen W and bias) on a 3-D x, where the op flattens the leading axes.
+LR_GRADCHECK_TEST(LoraOp, Gradcheck, OpKind::LoraLinear) {
+  using Inputs = std::vector<Tensor>;
+  Tensor x = test::random_f64({2, 3, 5}, 1), w = test::random_f64({4, 5}, 2), b = test::random_f64({4}, 3);
+  Tensor a = test::random_f64({2, 5}, 4), bm = test::random_f64({4, 2}, 5);
+  EXPECT_TRUE(test::gradcheck(
+      [](const Inputs& v) {
+        return lora_linear(v[0].reshape({6, 5}), v[1], v[2], v[3], v[4], 0.5, 0.9);
+      },
+      {x, w, b, a, bm}));
+  EXPECT_TRUE(
+      test::gradcheck([&](const Inputs& v) { return lora_linear(v[0], w, b, v[1], v[2], 2.0, 1.0); }, {x, a, bm}));
+}

@@ -132,7 +132,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, AttentionGradcheck,
                                            GradCase{1, 4, 4, 2, 3, true, 0.4}));
 
 // Scale given explicitly, gradcheck through a strided q (a slice of a fused qkv tensor).
-TEST(AttentionOp, GradcheckExplicitScaleAndStridedInputs) {
+LR_GRADCHECK_TEST(AttentionOp, GradcheckExplicitScaleAndStridedInputs, OpKind::Attention) {
   Tensor qkv = lowrank::test::random_f64({2, 4, 3, 2, 3}, 4);  // [B, T, 3, H, D]
   EXPECT_TRUE(lowrank::test::gradcheck(
       [](const std::vector<Tensor>& x) {

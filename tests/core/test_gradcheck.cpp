@@ -40,7 +40,8 @@ constexpr int kRandomDraws = 4;  // shapes per op: enough to mix ranks and broad
 
 }  // namespace
 
-TEST(Gradcheck, BinaryOpsWithBroadcasting) {
+LR_GRADCHECK_TEST(Gradcheck, BinaryOpsWithBroadcasting, OpKind::Add, OpKind::Sub, OpKind::Mul, OpKind::Div, OpKind::Pow,
+                  OpKind::Maximum, OpKind::Minimum) {
   ShapeGen g;
   const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&, const Tensor&)>>> ops{
       {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); }},
@@ -62,7 +63,8 @@ TEST(Gradcheck, BinaryOpsWithBroadcasting) {
   }
 }
 
-TEST(Gradcheck, ScalarForms) {
+LR_GRADCHECK_TEST(Gradcheck, ScalarForms, OpKind::AddScalar, OpKind::MulScalar, OpKind::PowScalar, OpKind::RSubScalar,
+                  OpKind::RDivScalar) {
   Tensor a = positive_f64({2, 3}, 1);
   const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> ops{
       {"add", [](const Tensor& x) { return add(x, 1.5); }},   {"sub", [](const Tensor& x) { return sub(x, 0.5); }},
@@ -73,7 +75,8 @@ TEST(Gradcheck, ScalarForms) {
   for (auto& [name, op] : ops) EXPECT_TRUE(gradcheck([&](const Inputs& x) { return op(x[0]); }, {a})) << name;
 }
 
-TEST(Gradcheck, UnaryOps) {
+LR_GRADCHECK_TEST(Gradcheck, UnaryOps, OpKind::Neg, OpKind::Exp, OpKind::Log, OpKind::Sqrt, OpKind::Rsqrt, OpKind::Tanh,
+                  OpKind::Sigmoid, OpKind::Relu, OpKind::Gelu, OpKind::Abs) {
   ShapeGen g;
   const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> any_sign{
       {"neg", [](const Tensor& x) { return neg(x); }},   {"exp", [](const Tensor& x) { return exp(x); }},
@@ -95,12 +98,12 @@ TEST(Gradcheck, UnaryOps) {
   }
 }
 
-TEST(Gradcheck, MaskedFill) {
+LR_GRADCHECK_TEST(Gradcheck, MaskedFill, OpKind::MaskedFill) {
   Tensor mask = Tensor::from_vector(std::vector<double>{1, 0, 0, 1, 0, 1}, {2, 1, 3});
   EXPECT_TRUE(gradcheck([&](const Inputs& x) { return masked_fill(x[0], mask, -5.0); }, {random_f64({2, 4, 3}, 1)}));
 }
 
-TEST(Gradcheck, Reductions) {
+LR_GRADCHECK_TEST(Gradcheck, Reductions, OpKind::Sum, OpKind::Mean, OpKind::Max) {
   ShapeGen g;
   for (int draw = 0; draw < kRandomDraws; ++draw) {
     Shape s = g.shape();
@@ -120,7 +123,7 @@ TEST(Gradcheck, Reductions) {
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return max(v[0], {0, 2}); }, {x3}));
 }
 
-TEST(Gradcheck, MatmulShapesAndViews) {
+LR_GRADCHECK_TEST(Gradcheck, MatmulShapesAndViews, OpKind::Matmul) {
   EXPECT_TRUE(
       gradcheck([](const Inputs& v) { return matmul(v[0], v[1]); }, {random_f64({3, 4}, 1), random_f64({4, 2}, 2)}));
   // Batched with broadcast batch axes, and a 2-D weight folded over a batch.
@@ -148,7 +151,8 @@ TEST(Gradcheck, Einsum) {
         << eq;
 }
 
-TEST(Gradcheck, ViewOps) {
+LR_GRADCHECK_TEST(Gradcheck, ViewOps, OpKind::Reshape, OpKind::Permute, OpKind::Slice, OpKind::Expand,
+                  OpKind::Contiguous) {
   Tensor x = random_f64({2, 3, 4}, 21);
   const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> views{
       {"reshape",
@@ -193,7 +197,7 @@ TEST(Gradcheck, ViewOps) {
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return mul(v[0], v[0]); }, {strided}));
 }
 
-TEST(Gradcheck, ConcatSplitChunk) {
+LR_GRADCHECK_TEST(Gradcheck, ConcatSplitChunk, OpKind::Concat) {
   Tensor a = random_f64({2, 3}, 31), b = random_f64({2, 1}, 32), c = random_f64({2, 2}, 33);
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return concat({v[0], v[1], v[2]}, 1); }, {a, b, c}));
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return concat({v[0], v[0].mT().mT()}, 0); }, {a}));
@@ -211,7 +215,7 @@ TEST(Gradcheck, ConcatSplitChunk) {
       {random_f64({3, 4}, 34)}));
 }
 
-TEST(Gradcheck, SoftmaxLogSoftmaxEveryAxis) {
+LR_GRADCHECK_TEST(Gradcheck, SoftmaxLogSoftmaxEveryAxis, OpKind::Softmax, OpKind::LogSoftmax) {
   Tensor x = random_f64({2, 3, 4}, 41);
   for (int64_t axis : {0, 1, 2, -1}) {
     EXPECT_TRUE(gradcheck([&](const Inputs& v) { return softmax(v[0], axis); }, {x})) << axis;
@@ -220,14 +224,14 @@ TEST(Gradcheck, SoftmaxLogSoftmaxEveryAxis) {
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return softmax(v[0].mT(), -1); }, {random_f64({4, 3}, 42)}));
 }
 
-TEST(Gradcheck, CrossEntropy) {
+LR_GRADCHECK_TEST(Gradcheck, CrossEntropy, OpKind::CrossEntropy) {
   Tensor labels = Tensor::from_vector(std::vector<int64_t>{2, -100, 0, 4, 1, 3}, {2, 3});
   EXPECT_TRUE(gradcheck([&](const Inputs& v) { return cross_entropy(v[0], labels); }, {random_f64({2, 3, 5}, 51)}));
   Tensor l1 = Tensor::from_vector(std::vector<int64_t>{1, 0, 3}, {3});
   EXPECT_TRUE(gradcheck([&](const Inputs& v) { return cross_entropy(v[0].mT(), l1); }, {random_f64({4, 3}, 52)}));
 }
 
-TEST(Gradcheck, LayerNorm) {
+LR_GRADCHECK_TEST(Gradcheck, LayerNorm, OpKind::LayerNorm) {
   Tensor x = random_f64({3, 2, 5}, 61), w = random_f64({5}, 62), b = random_f64({5}, 63);
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return layer_norm(v[0], v[1], v[2]); }, {x, w, b}));
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return layer_norm(v[0], Tensor(), Tensor()); }, {x}));
@@ -236,10 +240,19 @@ TEST(Gradcheck, LayerNorm) {
                         {random_f64({4, 3}, 64), random_f64({4}, 65), random_f64({4}, 66)}));
 }
 
-TEST(Gradcheck, EmbeddingAndDropout) {
+LR_GRADCHECK_TEST(Gradcheck, EmbeddingAndDropout, OpKind::Embedding) {
   Tensor ids = Tensor::from_vector(std::vector<int64_t>{3, 0, 3, 1, 2, 3}, {2, 3});
   EXPECT_TRUE(gradcheck([&](const Inputs& v) { return embedding(v[0], ids); }, {random_f64({4, 3}, 71)}));
   EXPECT_TRUE(gradcheck([](const Inputs& v) { return dropout(v[0], 0.4, true, 99, 5); }, {random_f64({5, 7}, 72)}));
+}
+
+// f32 <-> f64 casts pass the gradient through; the round trip through f32 rounds the input to
+// ~6e-8 relative, so the central difference takes a wide step (exact: the function is linear).
+LR_GRADCHECK_TEST(Gradcheck, CastRoundTrip, OpKind::Cast) {
+  test::GradcheckOptions wide;
+  wide.eps = 0.1;
+  EXPECT_TRUE(gradcheck([](const Inputs& v) { return mul(v[0].to(DType::F32), 2.0).to(DType::F64); },
+                        {random_f64({3, 4}, 73)}, wide));
 }
 
 TEST(Gradcheck, CompositeGraphWithReuse) {

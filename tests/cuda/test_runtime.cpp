@@ -8,6 +8,7 @@
 #endif
 #include "support/compare.h"
 #include "support/device.h"
+#include "support/gradcheck.h"
 
 using namespace lowrank;
 using namespace lowrank::test;
@@ -76,6 +77,15 @@ TEST(CudaRuntime, LibrariesLoadOnDemand) {
   EXPECT_TRUE(s.create && s.set_stream && s.sgesvd_buffer_size && s.dgesvd_buffer_size && s.sgesvd && s.dgesvd);
 }
 #endif
+
+// The gradient of a move between devices (OpKind::ToDevice), which the CPU gradchecks cannot reach:
+// gradcheck perturbs CPU inputs, so f goes to the device under test and back.
+LR_GRADCHECK_TEST(CudaRuntime, ToDeviceGradcheck, OpKind::ToDevice) {
+  LR_REQUIRE_TEST_DEVICE();
+  if (test_device().is_cpu()) GTEST_SKIP() << "needs a device other than the CPU";
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return mul(x[0].to(test_device()), 3.0).to(Device::cpu()); },
+                        {random_f64({3, 4}, 1)}));
+}
 
 TEST(CudaRuntime, HostDeviceRoundTrip) {
   LR_REQUIRE_TEST_DEVICE();

@@ -15,10 +15,14 @@
 
 #include <cmath>
 #include <functional>
+#include <initializer_list>
+#include <set>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "core/autograd.h"
+#include "core/op_list.h"
 #include "core/ops.h"
 
 namespace lowrank::test {
@@ -40,6 +44,74 @@ inline Tensor random_f64(const Shape& shape, uint64_t seed) {
   return randn(shape, seed, 0, DType::F64);
 }
 
+// ---- coverage: which ops the gradient checks reach (tests/core/test_gradcheck_coverage.cpp)
+
+// The ops of core/op_list.h that get no CPU gradcheck, each with the reason. Every other op must
+// be named by an LR_GRADCHECK_TEST under tests/core. gradcheck() fails when a graph holds a Node
+// of an op listed here with records_node = false, so the list cannot go stale when one gains a
+// backward.
+struct NoGradcheck {
+  OpKind op;
+  bool records_node;
+  const char* why;
+};
+inline constexpr NoGradcheck kOpsWithoutCpuGradcheck[] = {
+    {OpKind::Compare, false, "a 0/1 result: no gradient"},
+    {OpKind::Argmax, false, "integer indices: no gradient"},
+    {OpKind::Copy, false, "copy_ into an existing tensor; clone() records Contiguous"},
+    {OpKind::Einsum, false, "composed of permute/reshape/matmul, whose Nodes carry its gradient"},
+    {OpKind::Dropout, false, "composed of compare and mul, whose Nodes carry its gradient"},
+    {OpKind::AdamStep, false, "an optimizer update, under NoGradGuard"},
+    {OpKind::Fill, false, "constants: no input"},
+    {OpKind::Random, false, "random numbers: no input"},
+    {OpKind::Svd, false, "analysis and initialisation only: no backward"},
+    {OpKind::ToDevice, true, "needs a second device: tests/cuda/test_runtime.cpp gradchecks it through the GPU"},
+};
+
+// The ops whose Nodes appeared in the graphs gradcheck() built in this process.
+inline std::set<OpKind>& ops_seen_by_gradcheck() {
+  static std::set<OpKind> seen;
+  return seen;
+}
+
+// The ops that this test program's LR_GRADCHECK_TESTs name (registered before main runs).
+inline std::set<OpKind>& ops_declared_checked() {
+  static std::set<OpKind> declared;
+  return declared;
+}
+
+inline bool declare_gradcheck_ops(std::initializer_list<OpKind> ops) {
+  ops_declared_checked().insert(ops.begin(), ops.end());
+  return true;
+}
+
+// The kinds of every Node in the graph that produced `y`.
+inline std::set<OpKind> graph_ops(const Tensor& y) {
+  std::set<OpKind> kinds;
+  std::set<const Node*> done;
+  std::vector<const Node*> todo;
+  if (y.grad_fn()) todo.push_back(y.grad_fn().get());
+  while (!todo.empty()) {
+    const Node* n = todo.back();
+    todo.pop_back();
+    if (!done.insert(n).second) continue;
+    kinds.insert(n->kind);
+    for (const auto& in : n->inputs)
+      if (in && in->grad_fn) todo.push_back(in->grad_fn.get());
+  }
+  return kinds;
+}
+
+// Success when every op of `declared` appeared in a gradcheck graph since ops_seen_by_gradcheck()
+// was last cleared.
+inline ::testing::AssertionResult gradchecks_reached(std::initializer_list<OpKind> declared) {
+  std::string missing;
+  for (OpKind k : declared)
+    if (!ops_seen_by_gradcheck().count(k)) missing += std::string(" ") + op_name(k);
+  if (missing.empty()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "named as gradchecked, but no gradcheck graph held a Node of:" << missing;
+}
+
 inline ::testing::AssertionResult gradcheck(const GradcheckFn& f, std::vector<Tensor> inputs,
                                             const GradcheckOptions& opt = {}) {
   std::vector<bool> checked(inputs.size(), false);
@@ -54,6 +126,13 @@ inline ::testing::AssertionResult gradcheck(const GradcheckFn& f, std::vector<Te
   }
   Tensor y = f(inputs);
   if (!y.defined()) return ::testing::AssertionFailure() << "gradcheck: f returned an undefined tensor";
+  const std::set<OpKind> kinds = graph_ops(y);
+  for (const NoGradcheck& e : kOpsWithoutCpuGradcheck)
+    if (!e.records_node && kinds.count(e.op))
+      return ::testing::AssertionFailure() << "gradcheck: the graph holds a " << op_name(e.op)
+                                           << " Node, but tests/support/gradcheck.h lists the op as recording none ("
+                                           << e.why << "): give it an LR_GRADCHECK_TEST instead";
+  ops_seen_by_gradcheck().insert(kinds.begin(), kinds.end());
   if (y.dtype() != DType::F64)
     return ::testing::AssertionFailure() << "gradcheck: f returned " << dtype_name(y.dtype()) << ", needs f64";
   Tensor w = randn(y.shape(), opt.weight_seed, 0, DType::F64, y.device());
@@ -145,3 +224,19 @@ inline void expect_gradients_match(const std::function<Tensor()>& loss, const st
 }
 
 }  // namespace lowrank::test
+
+// A TEST whose gradcheck() calls must reach, as autograd Nodes, every OpKind listed after its name:
+//   LR_GRADCHECK_TEST(Gradcheck, Softmax, OpKind::Softmax, OpKind::LogSoftmax) { ... }
+// The ops count as covered for this test program's coverage test; the run proves the claim.
+#define LR_GRADCHECK_TEST(suite, name, ...)                                   \
+  static void lr_gradcheck_body_##suite##_##name();                           \
+  [[maybe_unused]] static const bool lr_gradcheck_declared_##suite##_##name = \
+      ::lowrank::test::declare_gradcheck_ops({__VA_ARGS__});                  \
+  TEST(suite, name) {                                                         \
+    ::lowrank::test::ops_seen_by_gradcheck().clear();                         \
+    lr_gradcheck_body_##suite##_##name();                                     \
+    if (!::testing::Test::IsSkipped()) {                                      \
+      EXPECT_TRUE(::lowrank::test::gradchecks_reached({__VA_ARGS__}));        \
+    }                                                                         \
+  }                                                                           \
+  static void lr_gradcheck_body_##suite##_##name()

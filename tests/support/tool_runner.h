@@ -34,10 +34,13 @@ class ToolTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
+  // Runs in the test's folder, so a default output folder (runs/...) lands there, where a test can
+  // see it and TearDown removes it.
   ToolResult run(const std::string& args) const {
     const auto out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
     const std::string bin = std::string(LOWRANK_BINARY_DIR) + "/tools/lowrank";
-    const std::string cmd = shell_quoted(bin) + " " + args + " >" + shell_quoted(out) + " 2>" + shell_quoted(err);
+    const std::string cmd = "cd " + shell_quoted(dir_.string()) + " && " + shell_quoted(bin) + " " + args + " >" +
+                            shell_quoted(out) + " 2>" + shell_quoted(err);
     const int status = std::system(cmd.c_str());
     ToolResult r;
     r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

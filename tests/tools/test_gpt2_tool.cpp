@@ -176,12 +176,13 @@ TEST_F(Gpt2Tool, ResumeGivesTheSameLossesAsOneRun) {
   ASSERT_EQ(train("full").rc, 0);
   ToolResult half = train("part", "--stop-at 6");
   ASSERT_EQ(half.rc, 0) << half.err;
-  ToolResult rest =
-      run("gpt2 train --resume " + p("part") + " --out " + p("part") + " --data " + p("corpus.txt") + vocab() +
-          " --steps 12 --batch 4 --seq-len 16 --lr 1e-2 --warmup 2 --log-every 1 --val-every 4 "
-          "--val-batches 2 --val-fraction 0.2 --threads 1 --no-progress --json");
+  // No --out: a resumed run continues in its own folder (not in the default runs/gpt2).
+  ToolResult rest = run("gpt2 train --resume " + p("part") + " --data " + p("corpus.txt") + vocab() +
+                        " --steps 12 --batch 4 --seq-len 16 --lr 1e-2 --warmup 2 --log-every 1 --val-every 4 "
+                        "--val-batches 2 --val-fraction 0.2 --threads 1 --no-progress --json");
   ASSERT_EQ(rest.rc, 0) << rest.err;
   EXPECT_EQ(json::parse(rest.out)["resumed_from_step"], 6);
+  EXPECT_FALSE(fs::exists(dir_ / "runs")) << "--resume without --out wrote to the default folder";
   auto full = records("full"), part = records("part");
   std::map<std::pair<int64_t, std::string>, double> a, b;
   for (const json& r : full)

@@ -153,6 +153,23 @@ TEST_F(SimilarityTool, OutWritesHeatmapAndJson) {
   EXPECT_EQ(names, (std::vector<std::string>{"similarity.json", "similarity.png"}));
 }
 
+TEST_F(SimilarityTool, AdapterFoldersAreReadAndNamedByTheirRun) {
+  fs::create_directories(dir_ / "lora_r4_s0");
+  fs::create_directories(dir_ / "peft_r6");
+  fs::copy_file(kA4, dir_ / "lora_r4_s0" / "adapter_model.safetensors");
+  fs::copy_file(kA6, dir_ / "peft_r6" / "adapter_model.safetensors");
+  // A folder (with or without its trailing slash) and the file inside it name the same run.
+  Result r = run(quoted(path("lora_r4_s0") + "/") + " " + quoted(path("peft_r6/adapter_model.safetensors")) +
+                 " --json --out " + quoted(path("out")));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["name1"], "lora_r4_s0");
+  EXPECT_EQ(j["name2"], "peft_r6");
+  expect_phi_equals(j["phi"], fixture()["phi_right"]);
+  EXPECT_TRUE(fs::exists(path("out/similarity.png")));
+  expect_failure(quoted(path("out")) + " " + quoted(kA6), "holds no adapter_model.safetensors");
+}
+
 TEST_F(SimilarityTool, TensorFlagAcceptsModuleAndFullNames) {
   const nlohmann::json ref = fixture();
   for (const std::string t : {"fc2", "fc2.lora_A.weight", "base_model.model.fc2.lora_A.weight"}) {

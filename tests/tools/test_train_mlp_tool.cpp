@@ -69,7 +69,8 @@ class TrainMlpTool : public ::testing::Test {
   // Runs `lowrank train-mlp` on the synthetic data with one thread (bits do not depend on timing).
   Result run(const std::string& args, bool with_data = true) const {
     const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    std::string cmd = quoted(kBin) + " train-mlp --threads 1 ";
+    // In the test's folder: a default output folder (runs/mlp) would land there.
+    std::string cmd = "cd " + quoted(dir_.string()) + " && " + quoted(kBin) + " train-mlp --threads 1 ";
     if (with_data) cmd += "--data " + quoted((dir_ / "data").string()) + " ";
     cmd += args + " >" + quoted(out.string()) + " 2>" + quoted(err.string());
     const int status = std::system(cmd.c_str());
@@ -144,6 +145,19 @@ TEST_F(TrainMlpTool, ResumeGivesBitIdenticalLossesAndWeights) {
   r = run("--epochs 2 --resume " + out("split") + " --out " + out("split"));
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("has done 3 epochs already"), std::string::npos) << r.err;
+}
+
+TEST_F(TrainMlpTool, ResumeWithoutOutContinuesInTheResumedFolder) {
+  ASSERT_EQ(run("--epochs 1 --out " + out("run")).rc, 0);
+  Result r = run("--epochs 2 --json --resume " + out("run"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(metrics("run").size(), 2u);
+  EXPECT_EQ(fs::path(json::parse(r.out)["outputs"]["model"].get<std::string>()).parent_path(), path("run"));
+  EXPECT_FALSE(fs::exists(path("runs"))) << "--resume without --out wrote to the default runs/mlp";
+  // --out still wins: the history goes on in the new folder, the resumed one stays as it was.
+  ASSERT_EQ(run("--epochs 3 --resume " + out("run") + " --out " + out("next")).rc, 0);
+  EXPECT_EQ(metrics("next").size(), 3u);
+  EXPECT_EQ(metrics("run").size(), 2u);
 }
 
 TEST_F(TrainMlpTool, NanLossStopsAndKeepsTheLastGoodCheckpoint) {

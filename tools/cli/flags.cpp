@@ -105,6 +105,7 @@ void add_device_option(CLI::App* sub, std::string& device) {
 }
 
 void add_threads_option(CLI::App* sub, int& threads) {
+  threads = kDefaultThreads;
   sub->add_option("--threads", threads, "CPU threads, 0 (one per core) to " + std::to_string(train::kMaxThreads))
       ->check(whole_number(0, train::kMaxThreads))
       ->capture_default_str();
@@ -122,6 +123,15 @@ void add_json_flag(CLI::App* sub, bool& json) {
 void add_quiet_flag(CLI::App* sub, bool& quiet) {
   sub->add_flag("--quiet", quiet, "nothing on stderr but errors: no progress line, no log lines");
   sub->add_flag("--no-progress", quiet)->group("");  // the gpt2 subcommands' old name
+}
+
+void add_switch(CLI::App* sub, const std::string& name, bool& value, const std::string& what) {
+  bool* v = &value;
+  auto* on = sub->add_flag_callback(
+      "--" + name, [v] { *v = true; }, what + " (default: " + (value ? "on" : "off") + ")");
+  auto* off = sub->add_flag_callback(
+      "--no-" + name, [v] { *v = false; }, "turn --" + name + " off");
+  on->excludes(off);
 }
 
 void add_run_folder_options(CLI::App* sub, std::string& out, std::string& resume, bool& overwrite,

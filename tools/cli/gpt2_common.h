@@ -18,5 +18,8 @@ RunFn register_gpt2_train(CLI::App& gpt2);
 RunFn register_gpt2_generate(CLI::App& gpt2);
 RunFn register_gpt2_eval(CLI::App& gpt2);
 RunFn register_gpt2_tokenize(CLI::App& gpt2);
+RunFn register_gpt2_merge(CLI::App& gpt2);
+RunFn register_gpt2_lora(CLI::App& gpt2);
+RunFn register_gpt2_classify(CLI::App& gpt2);
 
 }  // namespace lowrank::cli::gpt2

@@ -8,9 +8,11 @@
 #include <thread>
 
 #include "core/autograd.h"
+#include "nn/lora.h"
 #include "tools/cli/gpt2_common.h"
 #include "tools/train/clock.h"
 #include "tools/train/gpt2.h"
+#include "tools/train/gpt2_lora.h"
 #include "tools/train/progress.h"
 #include "tools/train/setup.h"
 
@@ -21,6 +23,7 @@ namespace mg = models::gpt2;
 
 struct EvalFlags {
   std::string model = "runs/gpt2";
+  std::string adapter;
   std::vector<std::string> data;
   std::string split = "all";
   double val_fraction = 0.05;
@@ -39,6 +42,8 @@ RunFn register_gpt2_eval(CLI::App& gpt2) {
   sub->add_option("--model", f->model,
                   "a run folder, a Hugging Face folder (model.safetensors + config.json) or a .safetensors file")
       ->capture_default_str();
+  sub->add_option("--adapter", f->adapter,
+                  "apply this LoRA adapter to --model (a folder from gpt2 lora, or one PEFT saved)");
   sub->add_option("--data,data", f->data,
                   std::string("text files or folders, encoded as in training (default: ") + mg::kDefaultCorpusDir + ")")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
@@ -69,6 +74,13 @@ RunFn register_gpt2_eval(CLI::App& gpt2) {
     const mg::Tokenizer tok = train::load_gpt2_tokenizer(f->vocab, "gpt2 eval");
     std::unique_ptr<mg::Gpt2> model = train::load_gpt2_model(f->model, "gpt2 eval");
     train::check_vocab_fits(*model, tok, "gpt2 eval");
+    if (!f->adapter.empty()) {
+      const auto layers = train::load_gpt2_adapter(*model, f->adapter, "gpt2 eval");
+      if (!f->quiet)
+        std::fprintf(stderr, "gpt2 eval: %s from %s\n", train::describe_gpt2_adapters(layers).c_str(),
+                     f->adapter.c_str());
+      nn::merge_and_unload(*model);  // folded in once: the forward passes then cost what the base's do
+    }
     model->to(device);
     model->eval();
     const int64_t n_ctx = model->config().n_ctx;

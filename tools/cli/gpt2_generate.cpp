@@ -4,8 +4,10 @@
 #include <nlohmann/json.hpp>
 
 #include "models/gpt2/generate.h"
+#include "nn/lora.h"
 #include "tools/cli/gpt2_common.h"
 #include "tools/train/gpt2.h"
+#include "tools/train/gpt2_lora.h"
 #include "tools/train/setup.h"
 
 namespace lowrank::cli::gpt2 {
@@ -15,6 +17,7 @@ namespace mg = models::gpt2;
 
 struct GenerateFlags {
   std::string model = "runs/gpt2";
+  std::string adapter;
   std::string prompt;
   std::string vocab;
   int64_t max_tokens = 200;
@@ -35,6 +38,8 @@ RunFn register_gpt2_generate(CLI::App& gpt2) {
   sub->add_option("--model", f->model,
                   "a run folder, a Hugging Face folder (model.safetensors + config.json) or a .safetensors file")
       ->capture_default_str();
+  sub->add_option("--adapter", f->adapter,
+                  "apply this LoRA adapter to --model (a folder from gpt2 lora, or one PEFT saved)");
   sub->add_option("--prompt", f->prompt,
                   "text to continue; it starts a new document (after <|endoftext|>), as in training");
   sub->add_option("--max-tokens", f->max_tokens, "new tokens at most")
@@ -61,6 +66,13 @@ RunFn register_gpt2_generate(CLI::App& gpt2) {
     const mg::Tokenizer tok = train::load_gpt2_tokenizer(f->vocab, "gpt2 generate");
     std::unique_ptr<mg::Gpt2> model = train::load_gpt2_model(f->model, "gpt2 generate");
     train::check_vocab_fits(*model, tok, "gpt2 generate");
+    if (!f->adapter.empty()) {
+      const auto layers = train::load_gpt2_adapter(*model, f->adapter, "gpt2 generate");
+      if (!f->quiet)
+        std::fprintf(stderr, "gpt2 generate: %s from %s\n", train::describe_gpt2_adapters(layers).c_str(),
+                     f->adapter.c_str());
+      nn::merge_and_unload(*model);  // folded in once: the forward passes then cost what the base's do
+    }
     model->to(device);
 
     // A prompt starts a new document, as every document did in training (text_data.h).

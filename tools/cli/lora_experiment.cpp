@@ -37,34 +37,42 @@ RunFn register_lora_experiment(CLI::App& app) {
   sub->add_option("--base-seed", o.base_seed, "seed of the base model's training")
       ->check(unsigned_int())
       ->capture_default_str();
-  sub->add_option("--layer", o.layer, "the Dense layer that gets scaled and adapted")->capture_default_str();
+  sub->add_option("--layer", o.layers,
+                  "a Dense layer that gets scaled and adapted; repeat it (or give a comma-separated list) for several, "
+                  "the first is the one the figures analyse")
+      ->delimiter(',')
+      ->capture_default_str();
   sub->add_option("--ranks", o.ranks, "adapter ranks")->delimiter(',')->check(positive_int())->capture_default_str();
   sub->add_option("--seeds", o.seeds, "adapter seeds")->delimiter(',')->check(unsigned_int())->capture_default_str();
   sub->add_option("--epochs", o.epochs, "adapter training epochs per run")
       ->check(positive_int())
       ->capture_default_str();
-  sub->add_option("--base-scale", o.base_scale, "factor on the frozen kernel")
+  sub->add_option("--base-scales,--base-scale", o.base_scales,
+                  "factors on the frozen kernel, comma-separated: one set of LoRA runs, table and figures each "
+                  "(e.g. 0.9,0.5,0)")
+      ->delimiter(',')
       ->check(non_negative_number())
       ->capture_default_str();
   sub->add_option("--alpha", o.alpha, "LoRA alpha (0: alpha = r, so scale = 1)")
       ->check(non_negative_number())
+      ->capture_default_str();
+  sub->add_flag("--rslora", o.rslora, "scale the adapter by alpha / sqrt(r) instead of alpha / r (rsLoRA)");
+  sub->add_option("--dropout", o.dropout, "dropout on the adapter's input while training")
+      ->check(fraction_below_one())
       ->capture_default_str();
   sub->add_option("--lr", o.lr, "Adam learning rate for the adapters")->check(positive_number())->capture_default_str();
   sub->add_option("--batch", o.batch, "batch size")->check(positive_int())->capture_default_str();
   sub->add_option("--init", o.init, "adapter init: kaiming, gaussian or pissa")
       ->check(CLI::IsMember({"kaiming", "gaussian", "pissa"}))
       ->capture_default_str();
-  sub->add_flag("--compression,!--no-compression", o.compression,
-                "also run the compression variant (base_scale 1 -> 0)")
-      ->capture_default_str();
+  add_switch(sub, "compression", o.compression, "also run the compression variant (base_scale 1 -> 0)");
   sub->add_option("--compress-schedule", o.compress_schedule, "linear or cosine")
       ->check(CLI::IsMember({"linear", "cosine"}))
       ->capture_default_str();
   sub->add_option("--compress-fraction", o.compress_fraction, "share of the steps over which base_scale falls to 0")
       ->check(fraction_up_to_one())
       ->capture_default_str();
-  sub->add_flag("--svd-baseline,!--no-svd-baseline", o.svd_baseline, "also evaluate W's rank-r truncation")
-      ->capture_default_str();
+  add_switch(sub, "svd-baseline", o.svd_baseline, "also evaluate W's rank-r truncation");
   add_device_options(sub, o.device, o.threads);
   sub->add_option("--train-limit", o.train_limit, "use only the first N training samples (0: all)")
       ->check(non_negative_int());

@@ -14,6 +14,7 @@
 #include "analysis/similarity.h"
 #include "core/io/safetensors.h"
 #include "tools/cli/command.h"
+#include "tools/cli/flags.h"
 
 namespace lowrank::cli {
 namespace {
@@ -93,6 +94,30 @@ std::pair<std::string, std::string> pair_adapters(const io::SafetensorsFile& f1,
   return {a1[common[0]], a2[common[0]]};
 }
 
+// PEFT's file name inside an adapter folder.
+constexpr const char* kAdapterFile = "adapter_model.safetensors";
+
+// FILE or an adapter folder (its adapter_model.safetensors).
+std::string adapter_file(const std::string& path) {
+  if (!fs::is_directory(path)) return path;
+  const fs::path f = fs::path(path) / kAdapterFile;
+  LR_CHECK(fs::is_regular_file(f), "similarity: the folder {} holds no {}", path, kAdapterFile);
+  return f.string();
+}
+
+// How figures and JSON name an input: the run's folder for an adapter folder or its
+// adapter_model.safetensors (lora_r8_s0), else the file's name.
+std::string run_name(const std::string& path) {
+  fs::path p = fs::path(path).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();  // "dir/" -> "dir"
+  if (fs::is_directory(p) || p.filename() == kAdapterFile) {
+    const fs::path dir = fs::is_directory(p) ? p : p.parent_path();
+    const fs::path abs = fs::absolute(dir).lexically_normal();
+    return (abs.has_filename() ? abs : abs.parent_path()).filename().string();
+  }
+  return p.filename().string();
+}
+
 Tensor checked_matrix(const io::SafetensorsFile& f, const std::string& path, const std::string& name) {
   const Tensor& t = f.tensors.at(name);
   LR_CHECK(t.dim() == 2, "similarity: {} '{}' has shape {}, not a 2-D matrix", path, name, t.shape());
@@ -121,7 +146,9 @@ void print_table(const nlohmann::json& j, const analysis::SimilarityGrid& g) {
 int run_similarity(const SimilarityFlags& o) {
   const AdapterSide side = o.left ? AdapterSide::LeftOfB : AdapterSide::RightOfA;
   const std::string suffix = o.left ? ".lora_B.weight" : ".lora_A.weight";
-  const io::SafetensorsFile f1 = io::load_safetensors(o.file1), f2 = io::load_safetensors(o.file2);
+  const io::SafetensorsFile f1 = io::load_safetensors(adapter_file(o.file1)),
+                            f2 = io::load_safetensors(adapter_file(o.file2));
+  const std::string name1 = run_name(o.file1), name2 = run_name(o.file2);
   std::string n1, n2;
   if (!o.tensor.empty()) {
     n1 = find_named(f1, o.file1, o.tensor, suffix);
@@ -141,6 +168,7 @@ int run_similarity(const SimilarityFlags& o) {
 
   nlohmann::json j = g;
   j["file1"] = o.file1, j["file2"] = o.file2, j["tensor1"] = n1, j["tensor2"] = n2;
+  j["name1"] = name1, j["name2"] = name2;
   j["shape1"] = m1.shape(), j["shape2"] = m2.shape();
   j["side"] = o.left ? "left" : "right";
   if (!o.out.empty()) {
@@ -151,8 +179,8 @@ int run_similarity(const SimilarityFlags& o) {
     const std::string json_path = (fs::path(o.out) / "similarity.json").string();
     analysis::HeatmapOptions h;
     h.title = std::string("φ(") + (o.left ? "B1, B2" : "A1, A2") + ", i, j)";
-    h.y_label = "i  (" + fs::path(o.file1).filename().string() + ", r = " + std::to_string(g.rows) + ")";
-    h.x_label = "j  (" + fs::path(o.file2).filename().string() + ", r = " + std::to_string(g.cols) + ")";
+    h.y_label = "i  (" + name1 + ", r = " + std::to_string(g.rows) + ")";
+    h.x_label = "j  (" + name2 + ", r = " + std::to_string(g.cols) + ")";
     h.colorbar_label = "φ";
     h.vmin = 0.0, h.vmax = 1.0;
     analysis::plot_heatmap(png, g.values, g.rows, g.cols, h);
@@ -179,14 +207,16 @@ RunFn register_similarity(CLI::App& app) {
       "section 7.2): right singular vectors of A by default, left singular vectors of B with --left");
   auto o = std::make_shared<SimilarityFlags>();
   // Existence is checked when loading (exit 1 with the file's name), not by the parser (exit 2).
-  sub->add_option("FILE1", o->file1, "first safetensors file (rows i of the grid)")->required();
-  sub->add_option("FILE2", o->file2, "second safetensors file (columns j of the grid)")->required();
+  sub->add_option("FILE1", o->file1,
+                  "first safetensors file or adapter folder (its adapter_model.safetensors): rows i of the grid")
+      ->required();
+  sub->add_option("FILE2", o->file2, "second safetensors file or adapter folder: columns j of the grid")->required();
   sub->add_option("--tensor", o->tensor,
                   "tensor or module to compare in both files (e.g. fc2 or fc2.lora_A.weight); default: the one "
                   "adapter both files hold");
   sub->add_flag("--left", o->left, "use the left singular vectors of the lora_B matrices");
   sub->add_option("--out", o->out, "folder for similarity.png (heatmap) and similarity.json");
-  sub->add_flag("--json", o->json, "print one JSON object instead of the table");
+  add_json_flag(sub, o->json);
   return [o]() { return run_similarity(*o); };
 }
 

@@ -18,12 +18,17 @@ struct LoraExperimentOptions {
   std::string base;          // a trained model.safetensors (or its run folder); empty: train one
   int64_t base_epochs = 10;  // when training the base
   uint64_t base_seed = 0;
-  std::string layer = "layers.2";  // the 128x128 hidden Dense
+  // The Dense layers that are scaled and adapted (one adapter file holds them all); the first is
+  // the one the φ grids and figures analyse. Default: the 128x128 hidden Dense.
+  std::vector<std::string> layers = {"layers.2"};
   std::vector<int64_t> ranks = {5, 8, 32, 64, 80};
   std::vector<uint64_t> seeds = {0, 1};
-  int64_t epochs = 1;       // adapter training epochs per run
-  double base_scale = 0.9;  // the frozen kernel's factor in the main experiment
-  double alpha = 0;         // 0: alpha = r (scale 1)
+  int64_t epochs = 1;  // adapter training epochs per run
+  // The frozen kernel's factors: one set of LoRA runs, one table and one set of figures per value.
+  std::vector<double> base_scales = {0.9};
+  double alpha = 0;     // 0: alpha = r (scale 1)
+  bool rslora = false;  // scale alpha / sqrt(r) instead of alpha / r (PEFT's use_rslora)
+  double dropout = 0;   // on the adapter's input while training (PEFT's lora_dropout)
   double lr = 1e-3;
   int64_t batch = 32;
   std::string init = "kaiming";
@@ -39,29 +44,50 @@ struct LoraExperimentOptions {
 };
 
 struct AdapterRun {
-  std::string method;  // "lora" (constant base_scale), "compress" (base_scale -> 0), "svd" (truncation)
+  std::string method;     // "lora" (constant base_scale), "compress" (base_scale -> 0), "svd" (truncation)
+  double base_scale = 0;  // lora: its constant base_scale; compress: the schedule's end, 0; svd: 0
   int64_t rank = 0;
   uint64_t seed = 0;
   double test_acc = 0, test_loss = 0, train_loss = 0, seconds = 0;
-  int64_t params = 0;            // trainable parameters of the adapter (svd: of the factors)
-  double compression_ratio = 0;  // layer kernel size / params
-  std::string adapter_dir;       // empty for svd
-  analysis::DeltaReport report;  // not for svd
+  int64_t params = 0;                          // trainable parameters of the adapters (svd: of the factors), all layers
+  double compression_ratio = 0;                // the layers' kernel elements / params
+  std::string adapter_dir;                     // empty for svd
+  std::vector<analysis::DeltaReport> reports;  // one per layer, in --layer order; none for svd
+};
+
+// What one --base-scales value gives: the scaled model without adapter, and the LoRA paper's φ
+// grids of its lora runs: φ(A_r=small, A_r=large) at the first seed, and between the first two
+// seeds at the large rank (empty with one seed; phi_ranks empty with one rank).
+struct ScaleResult {
+  double base_scale = 1;
+  double scaled_acc = 0, scaled_loss = 0;
+  analysis::SimilarityGrid phi_ranks, phi_seeds;
 };
 
 struct LoraExperimentResult {
-  double base_acc = 0, base_loss = 0, scaled_acc = 0, scaled_loss = 0;
-  int64_t layer_in = 0, layer_out = 0;
+  double base_acc = 0, base_loss = 0;
+  bool base_trained_here = true;        // false: loaded with --base
+  int64_t base_epochs = -1;             // epochs the base model was trained for (-1: unknown, a bare --base file)
+  int64_t layer_in = 0, layer_out = 0;  // of the first layer, the one the φ grids and figures analyse
+  std::vector<ScaleResult> scales;      // in --base-scales order
   std::vector<AdapterRun> runs;
-  // φ(A_r=small, A_r=large) for the first seed, and between the first two seeds at the largest rank.
-  int64_t grid_rank_small = 0, grid_rank_large = 0;
-  analysis::SimilarityGrid phi_ranks, phi_seeds;
+  int64_t grid_rank_small = 0, grid_rank_large = 0;  // the ranks of the φ grids
   std::string table_md_path, results_json_path;
   std::vector<std::string> figures;
   double seconds = 0;
 };
 
 LoraExperimentResult run_lora_experiment(const LoraExperimentOptions& options);
+
+// The expected φ(i, j) of random subspaces of dimensions i and j in R^n: E‖U_iᵀU_j‖²_F = i·j/n,
+// normalised by min(i, j), gives max(i, j)/n. A φ figure or column is read against this.
+double phi_chance(int64_t i, int64_t j, int64_t n);
+// "0.9", "0.5", "0": a base_scale as names and labels show it.
+std::string scale_text(double base_scale);
+// "layers.1, layers.2": the --layer list as messages and titles show it.
+std::string layers_text(const LoraExperimentOptions& options);
+// "" with one --base-scales value, else "_bs0.5": appended to run and figure names.
+std::string scale_suffix(const LoraExperimentOptions& options, double base_scale);
 
 // The results table as Markdown; written to results.md and printed by the tool.
 std::string lora_experiment_table(const LoraExperimentOptions& options, const LoraExperimentResult& r);

@@ -1,0 +1,164 @@
+// `lowrank gpt2 classify` run as a program on a toy task: a byte-level vocabulary, a one-block
+// GPT-2 and three classes told apart by their words, so every mode learns within seconds; and the
+// bad input every user can give, each a one-line error with exit 1 or 2 and nothing written.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "models/gpt2/checkpoint.h"
+#include "models/gpt2/model.h"
+#include "tools/tool_runner.h"
+
+using lowrank::testing::shell_quoted;
+using lowrank::testing::slurp_file;
+using lowrank::testing::ToolResult;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// GPT-2's byte -> symbol table (as test_gpt2_tool.cpp): printable Latin-1 bytes stand for
+// themselves, the others move to U+0100 upwards, in byte order.
+std::string byte_symbol(int b) {
+  auto printable = [](int c) { return (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF); };
+  int cp = b;
+  if (!printable(b)) {
+    int n = 0;
+    for (int c = 0; c < b; ++c) n += !printable(c);
+    cp = 256 + n;
+  }
+  std::string s;
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else {
+    s += static_cast<char>(0xC0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+class Gpt2ClassifyTool : public lowrank::testing::ToolTest {
+ protected:
+  void SetUp() override {
+    ToolTest::SetUp();
+    fs::create_directories(dir_ / "vocab");
+    json enc = json::object();
+    for (int b = 0; b < 256; ++b) enc[byte_symbol(b)] = b;
+    enc["<|endoftext|>"] = 256;
+    std::ofstream(dir_ / "vocab" / "encoder.json") << enc.dump();
+    std::ofstream(dir_ / "vocab" / "vocab.bpe") << "#version: 0.2\n";
+    // A random one-block GPT-2: the classes are separable from the bytes alone.
+    lowrank::models::gpt2::Config cfg;
+    cfg.n_layer = 1, cfg.n_head = 2, cfg.n_embd = 16, cfg.n_ctx = 32, cfg.vocab_size = 257;
+    lowrank::nn::Generator gen(7);
+    lowrank::models::gpt2::save_checkpoint(lowrank::models::gpt2::Gpt2(cfg, gen), (dir_ / "base").string());
+    // Three classes of 60 documents: which words a document uses gives its class away.
+    const char* words[3][4] = {
+        {"cat", "purr", "meow", "mice"}, {"dog", "bark", "bone", "walk"}, {"fish", "swim", "fin", "sea"}};
+    const char* names[3] = {"cats", "dogs", "fish"};
+    std::string tsv;
+    fs::create_directories(dir_ / "folder");
+    for (int k = 0; k < 3; ++k) {
+      std::string fortunes;
+      for (int i = 0; i < 60; ++i) {
+        std::string doc = "no " + std::to_string(i) + ":";
+        for (int w = 0; w < 3; ++w) doc += std::string(" ") + words[k][(i + w * (i % 3 + 1)) % 4];
+        tsv += std::string(names[k]) + "\t" + doc + "\n";
+        fortunes += doc + "\n%\n";
+      }
+      std::ofstream(dir_ / "folder" / names[k]) << fortunes;
+    }
+    std::ofstream(dir_ / "toy.tsv") << tsv;
+  }
+
+  std::string p(const std::string& name) const { return shell_quoted((dir_ / name).string()); }
+  std::string common() const {
+    return " --model " + p("base") + " --vocab " + p("vocab") + " --threads 1 --quiet --batch 8 --max-len 32";
+  }
+  std::vector<json> records(const std::string& run_dir) const {
+    std::vector<json> out;
+    std::ifstream in(dir_ / run_dir / "metrics.jsonl");
+    std::string line;
+    while (std::getline(in, line)) out.push_back(json::parse(line));
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_F(Gpt2ClassifyTool, EveryModeLearnsTheToyTaskAndWritesItsOutputs) {
+  ToolResult r = run("gpt2 classify --data " + p("toy.tsv") + common() + " --out " + p("out") +
+                     " --mode lora,full,probe --steps 60 --probe-epochs 20 --lr 1e-2 --rank 2 --alpha 4 --json");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;  // --quiet
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["classes"], json({"cats", "dogs", "fish"}));
+  EXPECT_NEAR(j["chance"].get<double>(), 1.0 / 3.0, 1e-12);
+  EXPECT_EQ(j["documents"]["train"].get<int>() + j["documents"]["val"].get<int>() + j["documents"]["test"].get<int>(),
+            180);
+  EXPECT_GT(j["baseline"]["test"]["accuracy"].get<double>(), 0.8);
+  ASSERT_EQ(j["modes"].size(), 3u);
+  for (const json& m : j["modes"]) {
+    const std::string mode = m["mode"];
+    SCOPED_TRACE(mode);
+    // Well above chance (1/3) on held-out documents. The probe sees only a random base's feature
+    // of the last token, whose final byte two classes share sometimes ("mice", "bone"): 0.63 here.
+    EXPECT_GT(m["test"]["accuracy"].get<double>(), 0.5);
+    EXPECT_GT(m["val"]["accuracy"].get<double>(), 0.5);
+    EXPECT_EQ(m["test"]["per_class"].size(), 3u);
+    EXPECT_EQ(m["test"]["confusion"].size(), 9u);
+    // The training loss fell: the last log interval's mean is below the first's.
+    const std::vector<json> rec = records("out/" + mode);
+    std::vector<double> losses;
+    for (const json& x : rec)
+      if (x.contains("train_loss")) losses.push_back(x["train_loss"].get<double>());
+    ASSERT_GE(losses.size(), 2u);
+    EXPECT_LT(losses.back(), 0.7 * losses.front());
+    EXPECT_TRUE(rec.back().contains("test_accuracy"));
+    EXPECT_TRUE(fs::file_size(dir_ / "out" / mode / "confusion.png") > 1000);
+    EXPECT_TRUE(fs::is_regular_file(dir_ / "out" / mode / "score.safetensors"));
+  }
+  // Parameter counts: lora trains its adapters (1 block x 2 targets x rank 2 x (16 + 16)) and the
+  // head (3 x 16); probe only the head; full everything.
+  EXPECT_EQ(j["modes"][0]["trainable_parameters"].get<int64_t>(), 2 * 2 * 32 + 48);
+  EXPECT_EQ(j["modes"][2]["trainable_parameters"].get<int64_t>(), 48);
+  EXPECT_EQ(j["modes"][1]["trainable_parameters"].get<int64_t>(), j["modes"][1]["total_parameters"].get<int64_t>());
+  EXPECT_TRUE(fs::is_regular_file(dir_ / "out" / "lora" / "adapter_model.safetensors"));
+  EXPECT_TRUE(fs::is_regular_file(dir_ / "out" / "full" / "model.safetensors"));
+  EXPECT_TRUE(fs::is_regular_file(dir_ / "out" / "results.json"));
+  // A second run into the same folder is refused unless --overwrite.
+  ToolResult again = run("gpt2 classify --data " + p("toy.tsv") + common() + " --out " + p("out") + " --mode probe");
+  EXPECT_EQ(again.rc, 2) << again.err;
+  EXPECT_NE(again.err.find("--overwrite"), std::string::npos) << again.err;
+}
+
+TEST_F(Gpt2ClassifyTool, FolderOfClassesAndTheTable) {
+  ToolResult r = run("gpt2 classify --data " + p("folder") + common() + " --out " + p("out") +
+                     " --mode probe --probe-epochs 5 --classes fish,cats");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  for (const char* s : {"GPT-2 probe", "bag-of-words", "majority class", "chance (1/2)", "| fish |", "| cats |"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  EXPECT_EQ(r.out.find("| dogs |"), std::string::npos) << r.out;
+}
+
+TEST_F(Gpt2ClassifyTool, BadInputIsOneLineAndWritesNothing) {
+  fs::create_directories(dir_ / "empty");
+  std::ofstream(dir_ / "folder" / "blank") << "\n%\n  \n";
+  const std::string out = " --out " + p("out");
+  expect_one_line_error(run("gpt2 classify --data " + p("empty") + common() + out), "is empty");
+  expect_one_line_error(run("gpt2 classify --data " + p("folder") + common() + out), "class 'blank' has no documents");
+  expect_usage_error(run("gpt2 classify --data " + p("folder") + " --classes cats,wolves" + common() + out),
+                     "'wolves'");
+  expect_one_line_error(run("gpt2 classify --data " + p("toy.tsv") + " --model " + p("nothing") + " --vocab " +
+                            p("vocab") + " --quiet" + out),
+                        "lowrank gpt2 train");
+  expect_usage_error(run("gpt2 classify --data " + p("toy.tsv") + common() + out + " --mode lora --targets attn"),
+                     "--targets 'attn' matches no layer");
+  expect_usage_error(run("gpt2 classify --data " + p("toy.tsv") + common() + out + " --rank 17"), "--rank 17");
+  expect_usage_error(run("gpt2 classify --data " + p("toy.tsv") + common() + out + " --mode lora,sideways"),
+                     "unknown mode 'sideways'");
+  expect_usage_error(run("gpt2 classify --data " + p("toy.tsv") + common() + out + " --rank 0"), "--rank");
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+}
