@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/cli/gpt2_common.h"
+#include "tools/dist/dist.h"
 #include "tools/train/gpt2.h"
 
 namespace lowrank::cli::gpt2 {
@@ -105,6 +106,7 @@ RunFn register_gpt2_train(CLI::App& gpt2) {
     train::Gpt2TrainOptions o = f->o;
     o.progress = o.log = !f->quiet;
     const train::Gpt2TrainResult r = train::run_gpt2_train(o);
+    if (!dist::is_leader()) return kExitOk;  // (mpirun) rank 0 reports
     const double tps = r.train_seconds > 0 ? static_cast<double>(r.run_tokens) / r.train_seconds : 0.0;
     const double first_val = r.val.empty() ? NAN : r.val.front().loss;
     const double last_val = r.val.empty() ? NAN : r.val.back().loss;
@@ -119,6 +121,8 @@ RunFn register_gpt2_train(CLI::App& gpt2) {
                        {"tokens_per_s", tps},
                        {"seconds", r.seconds},
                        {"train_seconds", r.train_seconds},
+                       {"ranks", dist::size()},
+                       {"allreduce_seconds", r.allreduce_seconds},
                        {"run_tokens", r.run_tokens},
                        {"parameters", r.parameters},
                        {"seed", o.seed},

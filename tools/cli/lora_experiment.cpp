@@ -6,6 +6,7 @@
 #include "core/io/fashion_mnist.h"
 #include "tools/cli/command.h"
 #include "tools/cli/flags.h"
+#include "tools/dist/dist.h"
 #include "tools/train/lora_experiment.h"
 
 namespace lowrank::cli {
@@ -83,6 +84,7 @@ RunFn register_lora_experiment(CLI::App& app) {
     train::LoraExperimentOptions o = f->o;
     o.log = !f->quiet;
     const train::LoraExperimentResult r = train::run_lora_experiment(o);
+    if (!dist::is_leader()) return kExitOk;  // (mpirun) rank 0 reports
     std::fputs((o.json ? train::lora_experiment_json(o, r) : train::lora_experiment_table(o, r)).c_str(), stdout);
     return kExitOk;
   };

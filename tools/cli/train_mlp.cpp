@@ -7,6 +7,7 @@
 #include "core/io/fashion_mnist.h"
 #include "tools/cli/command.h"
 #include "tools/cli/flags.h"
+#include "tools/dist/dist.h"
 #include "tools/train/mlp.h"
 
 namespace lowrank::cli {
@@ -48,6 +49,7 @@ RunFn register_train_mlp(CLI::App& app) {
     train::MlpTrainOptions o = f->o;
     o.progress = o.log = !f->quiet;
     const train::MlpTrainResult r = train::run_train_mlp(o);
+    if (!dist::is_leader()) return kExitOk;  // (mpirun) rank 0 reports
     const train::EpochMetrics& last = r.history.back();
     const int64_t run_epochs = static_cast<int64_t>(r.history.size()) - r.start_epoch;
     if (o.json) {
@@ -60,6 +62,8 @@ RunFn register_train_mlp(CLI::App& app) {
                        {"train_acc", last.train_acc},
                        {"train_loss", last.train_loss},
                        {"seconds", r.seconds},
+                       {"ranks", dist::size()},
+                       {"allreduce_seconds", r.allreduce_seconds},
                        {"seconds_per_epoch", run_epochs > 0 ? r.seconds / static_cast<double>(run_epochs) : 0.0},
                        {"seed", o.seed},
                        {"device", o.device},

@@ -3,6 +3,7 @@
 
 #include "core/device.h"
 #include "tools/cli/command.h"
+#include "tools/dist/dist.h"
 
 namespace lowrank::cli {
 
@@ -17,11 +18,17 @@ RunFn register_version(CLI::App& app) {
     const bool built_cuda = false;
 #endif
     int gpus = cuda_device_count();
+    const std::string mpi = dist::backend_name();
     if (*json)
-      std::printf("{\"version\": \"0.1.0\", \"cuda_built\": %s, \"cuda_devices\": %d}\n", built_cuda ? "true" : "false",
-                  gpus);
+      std::printf(
+          "{\"version\": \"0.1.0\", \"cuda_built\": %s, \"cuda_devices\": %d, \"mpi\": \"%s\", \"nccl_built\": %s, "
+          "\"rank\": %d, \"ranks\": %d}\n",
+          built_cuda ? "true" : "false", gpus, mpi.c_str(), dist::built_with_nccl() ? "true" : "false", dist::rank(),
+          dist::size());
     else
-      std::printf("lowrank 0.1.0 (CUDA %s, %d device(s))\n", built_cuda ? "built" : "not built", gpus);
+      std::printf("lowrank 0.1.0 (CUDA %s, %d device(s); MPI %s%s, rank %d of %d)\n",
+                  built_cuda ? "built" : "not built", gpus, mpi.c_str(), dist::built_with_nccl() ? ", NCCL built" : "",
+                  dist::rank(), dist::size());
     return kExitOk;
   };
 }

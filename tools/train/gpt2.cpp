@@ -15,6 +15,7 @@
 #include "models/gpt2/checkpoint.h"
 #include "optim/adam.h"
 #include "tools/train/clock.h"
+#include "tools/train/data_parallel.h"
 #include "tools/train/setup.h"
 #include "tools/train/trainer.h"
 
@@ -87,6 +88,13 @@ namespace {
 
 constexpr const char* kCmd = "gpt2 train";
 constexpr uint64_t kDropoutSeedSalt = 0xA0761D6478BD642Full;  // dropout masks: not the weights' stream
+constexpr uint64_t kRankDropoutSalt = 0xE7037ED1A0B428DBull;  // (mpirun) rank k's masks: its own stream
+
+// Each rank draws its own dropout masks from the stream's state on rank 0 (the one checkpoints keep).
+void use_rank_dropout_stream(mg::Gpt2& model, int rank) {
+  nn::Generator& g = model.dropout_generator();
+  g.set_state(g.seed() ^ (kRankDropoutSalt * static_cast<uint64_t>(rank)), g.offset());
+}
 
 // GPT-2's recipe: weight decay on kernels and embeddings, none on biases and LayerNorm parameters.
 optim::ParamGroups gpt2_param_groups(const mg::Gpt2& model, double weight_decay) {
@@ -190,10 +198,13 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
     usage_error("gpt2 train: unknown preset '{}' (gpt2 train offers small, gpt2, gpt2-medium, gpt2-large, gpt2-xl)",
                 o.preset);
   const Device device = setup_device(o.device, o.threads, kCmd);
+  DataParallel dp;
+  dp.check_batch(kCmd, o.batch);
 
   Gpt2TrainResult r;
   r.model_dir = run_dir_for(o.out, o.resume, kGpt2DefaultOut);
   RunFolder run(r.model_dir, {.command = kCmd, .resume = o.resume, .overwrite = o.overwrite});
+  dist::barrier();  // (mpirun) every rank has looked at the folder before the leader writes to it
   r.metrics_path = run.path(kMetricsFile);
   r.config_path = run.path("config.json");
   r.optimizer_path = run.path("optimizer.safetensors");
@@ -229,7 +240,9 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
   dopt.val_fraction = o.val_fraction;
   dopt.cache_dir = o.cache_dir.empty() ? r.model_dir : o.cache_dir;
   dopt.threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (!dp.leader()) dist::barrier();  // (mpirun) the leader encodes the text and writes the cache first
   const mg::TokenData data = mg::load_token_data(gpt2_text_encoder(tok, o.vocab), dopt);
+  if (dp.active() && dp.leader()) dist::barrier();
   r.train_tokens = static_cast<int64_t>(data.train.size());
   r.val_tokens = static_cast<int64_t>(data.val.size());
   r.documents = data.documents;
@@ -260,14 +273,15 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
                    .eval_at_start = true,
                    .checkpoint_every = o.checkpoint_every,
                    .grad_clip = o.grad_clip,
-                   .progress = o.progress},
+                   .progress = o.progress,
+                   .leader = dp.leader()},
                   &run);
   trainer.hooks.forward = [&](int64_t step) {
-    mg::Batch b = mg::random_batch(data.train, o.batch, seq_len, o.seed, step);
+    mg::Batch b = mg::random_batch(data.train, o.batch, seq_len, o.seed, step);  // the global batch
+    const Tensor inputs = dp.local(b.inputs), targets = dp.local(b.targets);     // (mpirun) this rank's rows
     StepOutput out;
-    out.loss = model.loss(b.inputs.to(device), b.targets.to(device));
-    out.tokens = tokens_per_step;
-    return out;
+    out.tokens = targets.numel();
+    return dp.combine(model.loss(inputs.to(device), targets.to(device)), targets.size(0), o.batch, std::move(out));
   };
   trainer.hooks.log = [&](const IntervalStats& s) -> std::optional<json> {
     Gpt2TrainPoint p{
@@ -286,7 +300,7 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
     if (o.log)
       trainer.print(
           detail::format("step {}/{}  val loss {}  ({})", step, o.steps, fixed(p.loss, 4), clock_text(p.seconds)));
-    write_loss_curve(r.loss_curve_path, r);
+    if (dp.leader()) write_loss_curve(r.loss_curve_path, r);
     return point_json(p, true);
   };
   trainer.hooks.save = [&](CheckpointWriter& w) {
@@ -327,17 +341,22 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
   if (o.log && val_batches.empty())
     trainer.print("gpt2 train: the validation split is shorter than one window; no validation loss");
 
-  run.begin();  // (--overwrite) the earlier run goes before this run's config.json replaces its own
-  json run_config = json::parse(cfg.to_json());
-  run_config["lowrank_train"] = options_json(o, r.model_dir, files, seq_len, warmup);
-  run.write_text("config.json", run_config.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  if (dp.leader()) {
+    run.begin();  // (--overwrite) the earlier run goes before this run's config.json replaces its own
+    json run_config = json::parse(cfg.to_json());
+    run_config["lowrank_train"] = options_json(o, r.model_dir, files, seq_len, warmup);
+    run.write_text("config.json", run_config.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  }
+  if (dp.active()) use_rank_dropout_stream(model, dist::rank());
+  dp.attach(trainer, model.named_parameters());
 
   const TrainSummary s = trainer.run();
-  write_loss_curve(r.loss_curve_path, r);
+  if (dp.leader()) write_loss_curve(r.loss_curve_path, r);
   r.final_step = s.final_step;
   r.stopped_early = s.stopped_early;
   r.seconds = s.seconds;
   r.train_seconds = s.step_seconds;
+  r.allreduce_seconds = dp.sync().seconds();
   r.run_tokens = s.tokens;
   r.checkpoint_dir = s.last_checkpoint;
   return r;

@@ -78,10 +78,11 @@ struct Gpt2TrainPoint {
 struct Gpt2TrainResult {
   std::vector<Gpt2TrainPoint> train, val;  // the whole history, including before a resume
   int64_t start_step = 0, final_step = 0;
-  bool stopped_early = false;  // by --max-time or --stop-at
-  double seconds = 0;          // this run's training time (validation and checkpoints included)
-  double train_seconds = 0;    // this run's time in training steps alone
-  int64_t run_tokens = 0;      // tokens trained on in this run
+  bool stopped_early = false;    // by --max-time or --stop-at
+  double seconds = 0;            // this run's training time (validation and checkpoints included)
+  double train_seconds = 0;      // this run's time in training steps alone
+  double allreduce_seconds = 0;  // (mpirun) of which in the gradient all-reduce
+  int64_t run_tokens = 0;        // tokens trained on in this run
   int64_t train_tokens = 0, val_tokens = 0, documents = 0;
   bool data_from_cache = false;
   double data_seconds = 0;

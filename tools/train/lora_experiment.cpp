@@ -20,6 +20,7 @@
 #include "tools/train/lora_experiment.h"
 #include "tools/train/mlp.h"
 #include "tools/train/setup.h"
+#include "tools/train/sweep.h"
 
 namespace lowrank::train {
 namespace fs = std::filesystem;
@@ -94,7 +95,7 @@ AdapterRun train_adapter(const Context& ctx, const std::string& method, int64_t 
                          .steps_per_epoch = per_epoch,
                          .total_flag = "--epochs",
                          .log_every = per_epoch,
-                         .progress = o.log});
+                         .progress = o.log && dist::is_leader()});
   trainer.hooks.before_step = [&](int64_t step) {
     for (auto& l : loras) l->set_schedule_step(step);
   };
@@ -128,7 +129,8 @@ AdapterRun train_adapter(const Context& ctx, const std::string& method, int64_t 
   if (a_out) *a_out = first.lora_A().detach().to(Device::cpu()).clone();
   run.seconds = now_seconds() - t0;
   if (o.log)
-    std::fprintf(stderr, "lora-experiment: %-18s test acc %.4f  loss %.4f  rel.err %.4f  (%.1f s)\n", name.c_str(),
+    std::fprintf(stderr, "lora-experiment: %s%-18s test acc %.4f  loss %.4f  rel.err %.4f  (%.1f s)\n",
+                 dist::distributed() ? ("[rank " + std::to_string(dist::rank()) + "] ").c_str() : "", name.c_str(),
                  run.test_acc, run.test_loss, run.reports.front().relative_error, run.seconds);
   return run;
 }
@@ -157,6 +159,43 @@ AdapterRun svd_baseline(const Context& ctx, const std::vector<SvdResult>& ds, in
     std::fprintf(stderr, "lora-experiment: svd_r%-13lld test acc %.4f  loss %.4f\n", static_cast<long long>(r),
                  run.test_acc, run.test_loss);
   return run;
+}
+
+// An adapter run (and its A, when it has one) as bytes, for the sweep's gather, and back.
+std::string pack_run(const AdapterRun& a, const Tensor& lora_a) {
+  Packer p;
+  p.str(a.method).f64(a.base_scale).i64(a.rank).i64(static_cast<int64_t>(a.seed));
+  p.f64(a.test_acc).f64(a.test_loss).f64(a.train_loss).f64(a.seconds).i64(a.params).f64(a.compression_ratio);
+  p.str(a.adapter_dir).i64(static_cast<int64_t>(a.reports.size()));
+  for (const analysis::DeltaReport& d : a.reports) {
+    p.i64(d.out).i64(d.in).i64(d.rank).f64(d.scale).f64(d.base_scale).f64s(d.phi_left).f64s(d.phi_right);
+    p.f64(d.delta_norm).f64(d.w_norm).f64(d.target_norm).f64(d.relative_error).f64(d.eckart_young_error);
+    p.f64(d.projected_w_norm).f64(d.amplification).f64s(d.delta_singular_values).f64s(d.w_singular_values);
+  }
+  p.i64(lora_a.defined() ? 1 : 0);
+  if (lora_a.defined()) p.tensor(lora_a);
+  return p.bytes();
+}
+
+AdapterRun unpack_run(const std::string& bytes, Tensor* lora_a) {
+  Unpacker u(bytes);
+  AdapterRun a;
+  a.method = u.str(), a.base_scale = u.f64(), a.rank = u.i64(), a.seed = static_cast<uint64_t>(u.i64());
+  a.test_acc = u.f64(), a.test_loss = u.f64(), a.train_loss = u.f64(), a.seconds = u.f64(), a.params = u.i64();
+  a.compression_ratio = u.f64();
+  a.adapter_dir = u.str();
+  const int64_t n = u.i64();
+  LR_CHECK(n >= 0 && n < 1024, "sweep: a run with {} layer reports", n);
+  for (int64_t k = 0; k < n; ++k) {
+    analysis::DeltaReport& d = a.reports.emplace_back();
+    d.out = u.i64(), d.in = u.i64(), d.rank = u.i64(), d.scale = u.f64(), d.base_scale = u.f64();
+    d.phi_left = u.f64s(), d.phi_right = u.f64s();
+    d.delta_norm = u.f64(), d.w_norm = u.f64(), d.target_norm = u.f64(), d.relative_error = u.f64();
+    d.eckart_young_error = u.f64(), d.projected_w_norm = u.f64(), d.amplification = u.f64();
+    d.delta_singular_values = u.f64s(), d.w_singular_values = u.f64s();
+  }
+  if (u.i64() != 0) *lora_a = u.tensor();
+  return a;
 }
 
 // --base names a model.safetensors or the run folder holding one.
@@ -297,6 +336,7 @@ LoraExperimentResult run_lora_experiment(const LoraExperimentOptions& o) {
     t.out_dir = (fs::path(o.out_dir) / "base").string(), t.threads = o.threads, t.batch = o.batch;
     t.train_limit = o.train_limit, t.test_limit = o.test_limit, t.log = o.log, t.progress = o.log;
     t.overwrite = o.overwrite;
+    t.data_parallel = false;  // (mpirun) every rank trains the same base: the single-process numbers, bit for bit
     base = run_train_mlp(t).model;
     r.base_trained_here = true, r.base_epochs = o.base_epochs;
   } else {
@@ -332,36 +372,54 @@ LoraExperimentResult run_lora_experiment(const LoraExperimentOptions& o) {
                    r.base_acc, layers_text(o).c_str(), scale_text(scale).c_str(), s.scaled_acc);
   }
 
-  // ---- adapters on the scaled layer, every base scale × rank × seed, and their φ grids
+  // ---- the adapter runs, spread over the ranks under mpirun (run_sweep) and gathered on rank 0 in
+  // order: adapters on the scaled layer, every base scale × rank × seed; then compression, where
+  // base_scale falls from 1 to 0, leaving a pure rank-r layer (one seed per rank)
+  struct Job {
+    std::string method;
+    size_t scale;  // index into r.scales (lora)
+    int64_t rank;
+    uint64_t seed;
+  };
+  std::vector<Job> jobs;
+  for (size_t k = 0; k < r.scales.size(); ++k)
+    for (int64_t rank : o.ranks)
+      for (uint64_t seed : o.seeds) jobs.push_back({"lora", k, rank, seed});
+  const int64_t batches = (ctx.data.train_labels.size(0) + o.batch - 1) / o.batch;
+  const int64_t compress_steps = std::max<int64_t>(
+      1, static_cast<int64_t>(std::llround(o.compress_fraction * static_cast<double>(batches * o.epochs))));
+  const nn::BaseScaleSchedule compress{nn::BaseScaleSchedule::parse_kind(o.compress_schedule), 1.0, 0.0,
+                                       compress_steps};
+  if (o.compression)
+    for (int64_t rank : o.ranks) jobs.push_back({"compress", 0, rank, o.seeds.front()});
+  const std::vector<std::string> done = run_sweep(static_cast<int64_t>(jobs.size()), [&](int64_t i) {
+    const Job& j = jobs[static_cast<size_t>(i)];
+    Tensor a;
+    AdapterRun run = j.method == "lora" ? train_adapter(ctx, "lora", j.rank, j.seed,
+                                                        nn::BaseScaleSchedule::constant(r.scales[j.scale].base_scale),
+                                                        scale_suffix(o, r.scales[j.scale].base_scale), &a)
+                                        : train_adapter(ctx, "compress", j.rank, j.seed, compress, "", nullptr);
+    return pack_run(run, a);
+  });
+  if (!dist::is_leader()) return r;  // rank 0 has every result and writes the outputs
+  std::vector<std::map<std::pair<int64_t, uint64_t>, Tensor>> a_of(r.scales.size());
+  for (size_t i = 0; i < done.size(); ++i) {
+    Tensor a;
+    r.runs.push_back(unpack_run(done[i], &a));
+    if (jobs[i].method == "lora") a_of[jobs[i].scale][{jobs[i].rank, jobs[i].seed}] = a;
+  }
+  // φ grids per base scale (the LoRA paper's Figure 3); A_r=8 against itself would show nothing.
   auto has = [&](int64_t x) { return std::find(o.ranks.begin(), o.ranks.end(), x) != o.ranks.end(); };
   r.grid_rank_small = has(8) ? 8 : *std::min_element(o.ranks.begin(), o.ranks.end());
   r.grid_rank_large = has(64) ? 64 : *std::max_element(o.ranks.begin(), o.ranks.end());
   const uint64_t s0 = o.seeds.front();
-  for (ScaleResult& sr : r.scales) {
-    const std::string suffix = scale_suffix(o, sr.base_scale);
-    std::map<std::pair<int64_t, uint64_t>, Tensor> a_of;
-    for (int64_t rank : o.ranks)
-      for (uint64_t seed : o.seeds) {
-        Tensor a;
-        r.runs.push_back(
-            train_adapter(ctx, "lora", rank, seed, nn::BaseScaleSchedule::constant(sr.base_scale), suffix, &a));
-        a_of[{rank, seed}] = a;
-      }
-    // (the LoRA paper's Figure 3); A_r=8 against itself would show nothing.
+  for (size_t k = 0; k < r.scales.size(); ++k) {
+    ScaleResult& sr = r.scales[k];
     if (r.grid_rank_small != r.grid_rank_large)
-      sr.phi_ranks = analysis::adapter_similarity(a_of[{r.grid_rank_small, s0}], a_of[{r.grid_rank_large, s0}]);
+      sr.phi_ranks = analysis::adapter_similarity(a_of[k][{r.grid_rank_small, s0}], a_of[k][{r.grid_rank_large, s0}]);
     if (o.seeds.size() >= 2)
-      sr.phi_seeds = analysis::adapter_similarity(a_of[{r.grid_rank_large, s0}], a_of[{r.grid_rank_large, o.seeds[1]}]);
-  }
-
-  // ---- compression: base_scale falls from 1 to 0, leaving a pure rank-r layer
-  if (o.compression) {
-    const int64_t batches = (ctx.data.train_labels.size(0) + o.batch - 1) / o.batch;
-    const int64_t steps = std::max<int64_t>(
-        1, static_cast<int64_t>(std::llround(o.compress_fraction * static_cast<double>(batches * o.epochs))));
-    nn::BaseScaleSchedule s{nn::BaseScaleSchedule::parse_kind(o.compress_schedule), 1.0, 0.0, steps};
-    for (int64_t rank : o.ranks)
-      r.runs.push_back(train_adapter(ctx, "compress", rank, o.seeds.front(), s, "", nullptr));
+      sr.phi_seeds =
+          analysis::adapter_similarity(a_of[k][{r.grid_rank_large, s0}], a_of[k][{r.grid_rank_large, o.seeds[1]}]);
   }
 
   // ---- truncated SVD of W, no training

@@ -90,20 +90,23 @@ void write_curves(const std::string& loss_path, const std::string& acc_path, con
 
 }  // namespace
 
-StepOutput classifier_step(nn::Module& model, io::DataLoader& loader) {
+StepOutput classifier_step(nn::Module& model, io::DataLoader& loader, const DataParallel* dp) {
   std::optional<io::Batch> batch = loader.next();
   if (!batch) batch = loader.next();  // the epoch ended: the next one starts
   LR_CHECK(batch.has_value(), "classifier_step: the data loader has no batches");
-  const Tensor& x = (*batch)[0];
-  const Tensor& y = (*batch)[1];
+  const bool sharded = dp && dp->active();
+  const Tensor x = sharded ? dp->local((*batch)[0]) : (*batch)[0];
+  const Tensor y = sharded ? dp->local((*batch)[1]) : (*batch)[1];
   Tensor logits = model(x);
   StepOutput out;
-  out.loss = nn::CrossEntropyLoss()(logits, y);
-  out.weight = static_cast<double>(batch->size());
-  out.samples = batch->size();
+  Tensor loss = nn::CrossEntropyLoss()(logits, y);
+  out.weight = static_cast<double>(y.size(0));
+  out.samples = y.size(0);
   nn::Accuracy acc;
   acc.update(logits, y);
   out.sums["correct"] = static_cast<double>(acc.correct());
+  if (sharded) return dp->combine(loss, y.size(0), batch->size(), std::move(out));
+  out.loss = loss;
   return out;
 }
 
@@ -131,6 +134,7 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
   MlpTrainResult r;
   r.out_dir = run_dir_for(o.out_dir, o.resume, kMlpDefaultOut);
   RunFolder run(r.out_dir, {.command = kCmd, .resume = o.resume, .overwrite = o.overwrite});
+  dist::barrier();  // (mpirun) every rank has looked at the folder before the leader writes to it
 
   io::FashionMnist data = io::load_fashion_mnist(o.data_dir);
   auto limit = [](Tensor& t, int64_t n) {
@@ -142,6 +146,8 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
   limit(data.test_labels, o.test_limit);
   LR_CHECK(data.train_labels.size(0) > 0, "train-mlp: the training split in {} has no samples", o.data_dir);
   LR_CHECK(data.test_labels.size(0) > 0, "train-mlp: the test split in {} has no samples", o.data_dir);
+  DataParallel dp(o.data_parallel);
+  dp.check_batch(kCmd, o.batch, data.train_labels.size(0) % o.batch);
 
   const fs::path out(r.out_dir);
   r.model_path = (out / "model.safetensors").string();
@@ -169,13 +175,14 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
                    .log_every = per_epoch,
                    .eval_every = per_epoch,
                    .checkpoint_every = per_epoch,
-                   .progress = o.progress},
+                   .progress = o.progress,
+                   .leader = dp.leader()},
                   &run);
   models::Mlp& model = *r.model;
   double epoch_start = 0;  // an epoch's seconds: its steps and its test evaluation
   trainer.hooks.forward = [&](int64_t step) {
     if (step % per_epoch == 0) epoch_start = now_seconds();
-    return classifier_step(model, loader);
+    return classifier_step(model, loader, &dp);
   };
   trainer.hooks.save = [&](CheckpointWriter& w) {
     const std::string epoch = std::to_string(w.step() / per_epoch);
@@ -217,7 +224,7 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
         test.accuracy,
         now_seconds() - epoch_start};
     history.push_back(m);
-    write_curves(r.loss_curve_path, r.accuracy_curve_path, history);
+    if (dp.leader()) write_curves(r.loss_curve_path, r.accuracy_curve_path, history);
     if (o.log)
       trainer.print(detail::format("epoch {}/{}  train loss {} acc {}  test loss {} acc {}  {} s", m.epoch, o.epochs,
                                    fixed(m.train_loss, 4), fixed(m.train_acc, 4), fixed(m.test_loss, 4),
@@ -235,11 +242,13 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
     r.start_epoch = trainer.restore(*run.resume_from()) / per_epoch;
     for (const json& j : trainer.history()) history.push_back(epoch_from_json(j));
   }
-  run.write_text("config.json", config_json(o, r.out_dir, mc).dump(2) + "\n");
+  if (dp.leader()) run.write_text("config.json", config_json(o, r.out_dir, mc).dump(2) + "\n");
+  dp.attach(trainer, model.named_parameters());
   model.train();
   TrainSummary s = trainer.run();
   r.history = history;
   r.seconds = s.seconds;
+  r.allreduce_seconds = dp.sync().seconds();
   r.checkpoint_dir = s.last_checkpoint;
   return r;
 }

@@ -9,14 +9,16 @@
 #include "core/io/dataloader.h"
 #include "models/mlp.h"
 #include "nn/module.h"
+#include "tools/train/data_parallel.h"
 #include "tools/train/trainer.h"
 
 namespace lowrank::train {
 
 // One classifier step's forward: the loader's next batch (the next epoch's first at the end of
 // one), sparse cross-entropy of the model's logits, weighted by the batch's size, with the
-// batch's correct predictions in sums["correct"]. Batches are (inputs, labels).
-StepOutput classifier_step(nn::Module& model, io::DataLoader& loader);
+// batch's correct predictions in sums["correct"]. Batches are (inputs, labels). With `dp` active
+// (mpirun), the loader's batch is the global one and this rank runs its rows.
+StepOutput classifier_step(nn::Module& model, io::DataLoader& loader, const DataParallel* dp = nullptr);
 
 inline constexpr const char* kMlpDefaultOut = "runs/mlp";
 
@@ -33,10 +35,11 @@ struct MlpTrainOptions {
   bool overwrite = false;  // replace a run already in out_dir
   int threads = 1;         // 0: one per core (see README: threads)
   bool json = false;
-  int64_t train_limit = 0;  // use the first N training samples (0: all)
-  int64_t test_limit = 0;   // use the first N test samples (0: all)
-  bool progress = true;     // draw the progress line when stderr is a terminal
-  bool log = true;          // one line per epoch on stderr
+  int64_t train_limit = 0;    // use the first N training samples (0: all)
+  int64_t test_limit = 0;     // use the first N test samples (0: all)
+  bool progress = true;       // draw the progress line when stderr is a terminal
+  bool log = true;            // one line per epoch on stderr
+  bool data_parallel = true;  // under mpirun: share each batch over the ranks (false: every rank trains alike)
 };
 
 struct EpochMetrics {
@@ -47,8 +50,9 @@ struct EpochMetrics {
 struct MlpTrainResult {
   std::vector<EpochMetrics> history;  // every epoch so far, including those before a resume
   std::shared_ptr<models::Mlp> model;
-  int64_t start_epoch = 0;  // epochs already done when this run began
-  double seconds = 0;       // wall time of this run's epochs
+  int64_t start_epoch = 0;       // epochs already done when this run began
+  double seconds = 0;            // wall time of this run's epochs
+  double allreduce_seconds = 0;  // (mpirun) of which in the gradient all-reduce
   std::string out_dir, model_path, optimizer_path, metrics_path, config_path, checkpoint_dir;
   std::string loss_curve_path, accuracy_curve_path;  // PNGs: train and test per epoch
 };

@@ -165,8 +165,9 @@ TrainSummary Trainer::run() {
     interval.lr = lr_used;
 
     // --max-time: stop when another step of this one's length would run past it.
-    const bool stop_early = step_ < total && ((options_.max_time > 0 && elapsed() + dt >= options_.max_time) ||
-                                              (options_.stop_at > 0 && step_ >= options_.stop_at));
+    bool stop_early = step_ < total && ((options_.max_time > 0 && elapsed() + dt >= options_.max_time) ||
+                                        (options_.stop_at > 0 && step_ >= options_.stop_at));
+    if (hooks.agree_stop && options_.max_time > 0) stop_early = hooks.agree_stop(stop_early);
     const bool last = step_ == total || stop_early;
     if ((options_.log_every > 0 && step_ % options_.log_every == 0) || last) {
       IntervalStats s = interval;

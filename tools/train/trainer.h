@@ -107,6 +107,9 @@ struct Hooks {
   std::function<void(CheckpointWriter&)> save;
   // Restores what `save` wrote.
   std::function<void(const Checkpoint&)> load;
+  // Data-parallel: given this rank's decision to stop early (--max-time), returns the one every
+  // rank takes (the leader's): train::DataParallel sets it.
+  std::function<bool(bool stop)> agree_stop;
   // The progress line's text after each step (default: "step s/N loss x").
   std::function<std::string(const IntervalStats& running)> progress_text;
 };
@@ -144,6 +147,7 @@ class Trainer {
   double run_seconds() const;
   int64_t step() const { return step_; }
   const TrainerOptions& options() const { return options_; }
+  optim::Optimizer& optimizer() { return optimizer_; }
   // A log line on stderr (the leader's only) that does not collide with the progress line.
   void print(const std::string& line);
   // "step 7", or "epoch 2, step 3" with steps_per_epoch; `done`: the position after `step` steps

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Two ways to use two cores, paired: 2 processes x 1 thread (mpirun -np 2, data-parallel) against
+# 1 process x 1 thread and 1 process x 2 threads, for the MLP's training epoch (train-mlp, full
+# Fashion-MNIST) and the small GPT-2's training step (gpt2 train, batch 8 x 256 tokens). Each
+# round runs the three back to back; the figure is the median ratio over the rounds (a shared
+# machine's load moves the three alike), with the all-reduce's share of the 2-rank steps.
+#
+#   bench/dist_scaling.sh [BUILD_DIR (build-cpu)] [ROUNDS (3)] [GPT2_STEPS (6)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build-cpu}
+ROUNDS=${2:-3}
+STEPS=${3:-6}
+BIN=$BUILD/tools/lowrank
+[ -x "$BIN" ] || { echo "dist_scaling: no $BIN (build it first)" >&2; exit 1; }
+command -v mpirun >/dev/null || { echo "dist_scaling: no mpirun (tools/setup installs openmpi-bin)" >&2; exit 1; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN=(mpirun --oversubscribe --bind-to none -np 2)
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+# One run's figure from its --json summary: samples/s of the MLP epoch, tokens/s of the GPT-2 steps,
+# and the all-reduce's share of the training time.
+figure() {
+  python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+if "tokens_per_s" in j or "train_seconds" in j:
+    t = j["train_seconds"]; rate = j["run_tokens"] / t
+else:
+    t = j["seconds"]; rate = 1.0 / t
+share = j.get("allreduce_seconds", 0.0) / t
+print(f"{rate:.6g} {share:.4f}")'
+}
+
+mlp() {  # $1: launcher prefix ("" or mpirun), $2: threads
+  $1 "$BIN" train-mlp --epochs 1 --threads "$2" --out "$TMP/mlp" --overwrite --quiet --json | figure
+}
+gpt2() {
+  $1 "$BIN" gpt2 train --steps "$STEPS" --val-every 0 --val-batches 1 --checkpoint-every 0 --threads "$2" \
+    --out "$TMP/gpt2" --overwrite --cache-dir "$TMP" --quiet --json | figure
+}
+
+for job in mlp gpt2; do
+  r21=() r12=() share=()
+  for ((i = 1; i <= ROUNDS; i++)); do
+    read -r a _ < <($job "" 1)
+    read -r b s < <($job "${MPIRUN[*]}" 1)
+    read -r c _ < <($job "" 2)
+    r21+=("$(python3 -c "print($b / $a)")")
+    r12+=("$(python3 -c "print($b / $c)")")
+    share+=("$s")
+    echo "$job round $i: 1x1 $a  2x1 $b  1x2 $c  (per s; all-reduce share of 2x1: $s)" >&2
+  done
+  python3 - "$job" "${r21[*]}" "${r12[*]}" "${share[*]}" <<'PY'
+import statistics, sys
+job, a, b, s = sys.argv[1], *[list(map(float, x.split())) for x in sys.argv[2:]]
+print(f"{job}: 2 processes x 1 thread = {statistics.median(a):.2f}x 1 x 1 thread, "
+      f"{statistics.median(b):.2f}x 1 x 2 threads (median of {len(a)} rounds); "
+      f"all-reduce {100 * statistics.median(s):.1f}% of the 2-rank training time")
+PY
+done
