@@ -27,6 +27,8 @@ using nlohmann::json;
 namespace {
 
 constexpr int kEpochs = 12;
+constexpr int kTrainSamples = 64, kBatch = 16;
+constexpr int64_t kFinalStep = int64_t{kEpochs} * kTrainSamples / kBatch;  // optimizer steps of a whole run
 // Enough kills to land in every phase of a checkpoint on average, within a time budget (each kill
 // waits up to the length of a whole run).
 constexpr int kMinKills = 10;
@@ -55,7 +57,7 @@ class CheckpointKill : public lowrank::test::ToolTest {
                                   "--epochs",
                                   std::to_string(kEpochs),
                                   "--batch",
-                                  "16"};
+                                  std::to_string(kBatch)};
     argv.insert(argv.end(), args.begin(), args.end());
     const pid_t pid = ::fork();
     if (pid == 0) {
@@ -81,19 +83,22 @@ class CheckpointKill : public lowrank::test::ToolTest {
     while (std::getline(in, line)) v.push_back(json::parse(line));
     return v;
   }
-  static bool has_checkpoint(const fs::path& run) {
+  // The step of the newest committed checkpoint in `run`, -1 when there is none.
+  static int64_t latest_checkpoint(const fs::path& run) {
     std::error_code ec;
-    for (const auto& e : fs::directory_iterator(run, ec))
-      if (e.path().filename().string().rfind("checkpoint-", 0) == 0 &&
-          e.path().filename().string().find(".tmp.") == std::string::npos)
-        return true;
-    return false;
+    int64_t latest = -1;
+    for (const auto& e : fs::directory_iterator(run, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("checkpoint-", 0) == 0 && name.find(".tmp.") == std::string::npos)
+        latest = std::max<int64_t>(latest, std::stoll(name.substr(11)));
+    }
+    return latest;
   }
 };
 
 TEST_F(CheckpointKill, KilledAtRandomMomentsAndResumedEndsLikeAnUninterruptedRun) {
   fs::create_directories(dir_ / "data");
-  write_split(dir_ / "data", "train", 64, 1);
+  write_split(dir_ / "data", "train", kTrainSamples, 1);
   write_split(dir_ / "data", "t10k", 20, 2);
   const fs::path straight = dir_ / "straight", killed = dir_ / "killed";
 
@@ -111,7 +116,7 @@ TEST_F(CheckpointKill, KilledAtRandomMomentsAndResumedEndsLikeAnUninterruptedRun
   const auto k0 = std::chrono::steady_clock::now();
   auto next_args = [&] {
     std::vector<std::string> args{"--out", killed.string()};
-    if (!complete && has_checkpoint(killed))
+    if (!complete && latest_checkpoint(killed) >= 0)
       args.insert(args.end(), {"--resume", killed.string()});
     else
       args.push_back("--overwrite");
@@ -124,7 +129,9 @@ TEST_F(CheckpointKill, KilledAtRandomMomentsAndResumedEndsLikeAnUninterruptedRun
     const int rc = wait_for(pid);
     if (rc == -SIGKILL) {
       ++kills;
-      complete = false;
+      // A kill after the last checkpoint was committed leaves a finished run, which --resume
+      // rightly refuses to continue ("the run has done 12 epochs already"): start over instead.
+      complete = latest_checkpoint(killed) == kFinalStep;
     } else {
       ASSERT_EQ(rc, 0) << "resuming from what a kill left failed: " << lowrank::test::read_bytes(dir_ / "log.txt");
       ++finished;
