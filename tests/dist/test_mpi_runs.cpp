@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "core/io/safetensors.h"
+#include "support/byte_vocab.h"
 #include "support/tool_runner.h"
 #include "tools/dist/dist.h"
 
@@ -132,37 +133,12 @@ class MpiGpt2 : public MpiRuns {
   void SetUp() override {
     MpiRuns::SetUp();
     if (IsSkipped()) return;
-    fs::create_directories(dir_ / "vocab");
-    json enc = json::object();
-    for (int b = 0; b < 256; ++b) enc[byte_symbol(b)] = b;
-    enc["<|endoftext|>"] = 256;
-    std::ofstream(dir_ / "vocab" / "encoder.json") << enc.dump();
-    std::ofstream(dir_ / "vocab" / "vocab.bpe") << "#version: 0.2\n";
+    lowrank::test::write_byte_vocab(dir_ / "vocab");
     std::string text;
     for (int i = 0; i < 40; ++i) text += "Fortune " + std::to_string(i) + ": the cat sat on the mat.\n%\n";
     std::ofstream(dir_ / "corpus.txt") << text;
     std::ofstream(dir_ / "tiny.json")
         << R"({"n_layer": 1, "n_head": 2, "n_embd": 16, "n_ctx": 16, "vocab_size": 257, "dropout": 0.0})";
-  }
-  // GPT-2's byte -> symbol table (printable Latin-1 bytes stand for themselves).
-  static std::string byte_symbol(int b) {
-    auto printable = [](int c) {
-      return (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
-    };
-    int cp = b;
-    if (!printable(b)) {
-      int n = 0;
-      for (int c = 0; c < b; ++c) n += !printable(c);
-      cp = 256 + n;
-    }
-    std::string s;
-    if (cp < 0x80) {
-      s += static_cast<char>(cp);
-    } else {
-      s += static_cast<char>(0xC0 | (cp >> 6));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    return s;
   }
   std::string train_flags() const {
     return " --config " + p("tiny.json") + " --data " + p("corpus.txt") + " --vocab " + p("vocab") +

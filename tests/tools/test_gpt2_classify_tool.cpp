@@ -10,6 +10,7 @@
 #include "core/io/safetensors.h"
 #include "models/gpt2/checkpoint.h"
 #include "models/gpt2/model.h"
+#include "support/byte_vocab.h"
 #include "support/tool_runner.h"
 
 using lowrank::test::shell_quoted;
@@ -18,26 +19,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-// GPT-2's byte -> symbol table (as test_gpt2_tool.cpp): printable Latin-1 bytes stand for
-// themselves, the others move to U+0100 upwards, in byte order.
-std::string byte_symbol(int b) {
-  auto printable = [](int c) { return (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF); };
-  int cp = b;
-  if (!printable(b)) {
-    int n = 0;
-    for (int c = 0; c < b; ++c) n += !printable(c);
-    cp = 256 + n;
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path);
@@ -48,12 +29,7 @@ class Gpt2ClassifyTool : public lowrank::test::ToolTest {
  protected:
   void SetUp() override {
     ToolTest::SetUp();
-    fs::create_directories(dir_ / "vocab");
-    json enc = json::object();
-    for (int b = 0; b < 256; ++b) enc[byte_symbol(b)] = b;
-    enc["<|endoftext|>"] = 256;
-    std::ofstream(dir_ / "vocab" / "encoder.json") << enc.dump();
-    std::ofstream(dir_ / "vocab" / "vocab.bpe") << "#version: 0.2\n";
+    lowrank::test::write_byte_vocab(dir_ / "vocab");
     // A random one-block GPT-2: the classes are separable from the bytes alone.
     lowrank::models::gpt2::Config cfg;
     cfg.n_layer = 1, cfg.n_head = 2, cfg.n_embd = 16, cfg.n_ctx = 32, cfg.vocab_size = 257;

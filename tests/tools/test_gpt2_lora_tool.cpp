@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/gpt2/checkpoint.h"
+#include "support/byte_vocab.h"
 #include "support/files.h"
 #include "support/tool_runner.h"
 
@@ -19,35 +20,11 @@ using nlohmann::json;
 
 namespace {
 
-// GPT-2's byte -> symbol table (printable Latin-1 bytes stand for themselves, the rest move to U+0100 up).
-std::string byte_symbol(int b) {
-  auto printable = [](int c) { return (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF); };
-  int cp = b;
-  if (!printable(b)) {
-    int n = 0;
-    for (int c = 0; c < b; ++c) n += !printable(c);
-    cp = 256 + n;
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
-
 class Gpt2LoraTool : public lowrank::test::ToolTest {
  protected:
   void SetUp() override {
     ToolTest::SetUp();
-    fs::create_directories(dir_ / "vocab");
-    json enc = json::object();
-    for (int b = 0; b < 256; ++b) enc[byte_symbol(b)] = b;
-    enc["<|endoftext|>"] = 256;
-    std::ofstream(dir_ / "vocab" / "encoder.json") << enc.dump();
-    std::ofstream(dir_ / "vocab" / "vocab.bpe") << "#version: 0.2\n";
+    lowrank::test::write_byte_vocab(dir_ / "vocab");
     std::string text;
     for (int i = 0; i < 40; ++i)
       text += "Captain " + std::to_string(i) + ": the ship sails at warp " + std::to_string(i % 9) + ".\n%\n";

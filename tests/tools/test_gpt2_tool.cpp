@@ -11,6 +11,7 @@
 #include "models/gpt2/checkpoint.h"
 #include "models/gpt2/text_data.h"
 #include "models/gpt2/tokenizer.h"
+#include "support/byte_vocab.h"
 #include "support/tool_runner.h"
 
 using lowrank::test::read_bytes;
@@ -21,26 +22,6 @@ using nlohmann::json;
 
 namespace {
 
-// GPT-2's byte -> symbol table: printable Latin-1 bytes stand for themselves, the others are moved
-// to U+0100 upwards, in byte order.
-std::string byte_symbol(int b) {
-  auto printable = [](int c) { return (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF); };
-  int cp = b;
-  if (!printable(b)) {
-    int n = 0;
-    for (int c = 0; c < b; ++c) n += !printable(c);
-    cp = 256 + n;
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
-
 const char* kCorpus =
     "The cat sat on the mat.\n%\nA dog ran in the park.\n%\nThe cat ran on the mat.\n%\n"
     "A dog sat in the park.\n%\nThe cat sat in the park.\n%\nA dog ran on the mat.\n%\n";
@@ -49,12 +30,7 @@ class Gpt2Tool : public lowrank::test::ToolTest {
  protected:
   void SetUp() override {
     ToolTest::SetUp();
-    fs::create_directories(dir_ / "vocab");
-    json enc = json::object();
-    for (int b = 0; b < 256; ++b) enc[byte_symbol(b)] = b;
-    enc["<|endoftext|>"] = 256;
-    std::ofstream(dir_ / "vocab" / "encoder.json") << enc.dump();
-    std::ofstream(dir_ / "vocab" / "vocab.bpe") << "#version: 0.2\n";
+    lowrank::test::write_byte_vocab(dir_ / "vocab");
     std::string text;
     for (int i = 0; i < 8; ++i) text += kCorpus;
     // Different documents, so the hashed validation split has some to pick.
