@@ -92,8 +92,26 @@ void plot_confusion(const std::string& path, const std::vector<int64_t>& counts,
   plinit();
   plsfont(PL_FCI_SANS, PL_FCI_UPRIGHT, PL_FCI_MEDIUM);
   pladv(0);
+  // Margins that fit the class names written across the axes and the axis titles beyond them
+  // (fixed margins cut the titles off the page once the names are long).
+  const double name_scale = std::clamp(9.0 / n, 0.5, 1.0), title_scale = 1.1;
+  size_t longest = 1;
+  for (const std::string& c : classes) longest = std::max(longest, c.size());
+  PLFLT default_mm = 0, name_mm = 0, title_mm = 0;
+  plschr(0.0, name_scale);
+  plgchr(&default_mm, &name_mm);
+  plschr(0.0, title_scale);
+  plgchr(&default_mm, &title_mm);
+  // A sans character is about 0.75 of its height wide; the names start 0.7 heights off the frame.
+  const double names_mm = (0.7 + 0.75 * static_cast<double>(longest)) * name_mm;
+  const double title_disp = names_mm / title_mm + 1.6;  // in title character heights
+  PLFLT page_x0 = 0, page_x1 = 0, page_y0 = 0, page_y1 = 0;
+  plgspa(&page_x0, &page_x1, &page_y0, &page_y1);
+  const double margin_mm = (title_disp + 0.6) * title_mm;
+  const double left = std::clamp(margin_mm / (page_x1 - page_x0) + 0.02, 0.12, 0.45);
+  const double bottom = std::clamp(margin_mm / (page_y1 - page_y0) + 0.02, 0.12, 0.45);
   plschr(0.0, 1.0);
-  plvpor(0.22, 0.86, 0.22, 0.90);
+  plvpor(left, 0.86, bottom, 0.90);
   plwind(-0.5, n - 0.5, n - 0.5, -0.5);
   plimagefr(columns.data(), static_cast<PLINT>(nx), static_cast<PLINT>(ny), -0.5, n - 0.5, -0.5, n - 0.5, 0.0, 1.0, 0.0,
             1.0, nullptr, nullptr);
@@ -115,15 +133,15 @@ void plot_confusion(const std::string& path, const std::vector<int64_t>& counts,
     }
   }
   plcol0(kBlack);
-  plschr(0.0, std::clamp(9.0 / n, 0.5, 1.0));
+  plschr(0.0, name_scale);
   for (size_t k = 0; k < K; ++k) {
     const double pos = (static_cast<double>(k) + 0.5) / n;
     plmtex("bv", 0.7, pos, 1.0, classes[k].c_str());
     plmtex("lv", 0.7, 1.0 - pos, 1.0, classes[k].c_str());
   }
-  plschr(0.0, 1.1);
-  plmtex("b", 10.5, 0.5, 0.5, "predicted class");
-  plmtex("l", 11.5, 0.5, 0.5, "true class");
+  plschr(0.0, title_scale);
+  plmtex("b", title_disp, 0.5, 0.5, "predicted class");
+  plmtex("l", title_disp, 0.5, 0.5, "true class");
   plmtex("t", 2.0, 0.5, 0.5, opts.title.c_str());
 
   const char* label = "share of the true class's documents";
