@@ -138,33 +138,6 @@ json options_json(const Gpt2TrainOptions& o, const std::string& out, const std::
               {"optimizer", "adamw (decay on tensors of 2+ axes), warmup + cosine schedule"}};
 }
 
-json point_json(const Gpt2TrainPoint& p, bool val) {
-  if (val) return json{{"step", p.step}, {"val_loss", p.loss}, {"tokens", p.tokens}, {"seconds", p.seconds}};
-  return json{{"step", p.step},     {"train_loss", p.loss},           {"lr", p.lr},
-              {"tokens", p.tokens}, {"tokens_per_s", p.tokens_per_s}, {"seconds", p.seconds}};
-}
-
-// A metrics record back as a point; false for a record that is neither kind.
-void add_point(const json& j, Gpt2TrainResult& r) {
-  try {
-    Gpt2TrainPoint p;
-    p.step = j.at("step").get<int64_t>();
-    p.tokens = j.value("tokens", int64_t{0});
-    p.seconds = j.value("seconds", 0.0);
-    if (j.contains("val_loss")) {
-      p.loss = j.at("val_loss").get<double>();
-      r.val.push_back(p);
-    } else {
-      p.loss = j.at("train_loss").get<double>();
-      p.lr = j.value("lr", 0.0);
-      p.tokens_per_s = j.value("tokens_per_s", 0.0);
-      r.train.push_back(p);
-    }
-  } catch (const std::exception& e) {
-    LR_FAIL("gpt2 train: a metrics record is not a train or validation record ({}): {}", e.what(), j.dump());
-  }
-}
-
 void write_loss_curve(const std::string& path, const Gpt2TrainResult& r) {
   analysis::Series train{"train (mean per log interval)", {}, {}}, val{"validation", {}, {}};
   for (const Gpt2TrainPoint& p : r.train) train.x.push_back(static_cast<double>(p.step)), train.y.push_back(p.loss);
@@ -182,6 +155,33 @@ void write_loss_curve(const std::string& path, const Gpt2TrainResult& r) {
 }
 
 }  // namespace
+
+json gpt2_point_json(const Gpt2TrainPoint& p, bool val) {
+  if (val) return json{{"step", p.step}, {"val_loss", p.loss}, {"tokens", p.tokens}, {"seconds", p.seconds}};
+  return json{{"step", p.step},     {"train_loss", p.loss},           {"lr", p.lr},
+              {"tokens", p.tokens}, {"tokens_per_s", p.tokens_per_s}, {"seconds", p.seconds}};
+}
+
+void add_gpt2_point(const json& j, std::vector<Gpt2TrainPoint>& train, std::vector<Gpt2TrainPoint>& val,
+                    const std::string& command) {
+  try {
+    Gpt2TrainPoint p;
+    p.step = j.at("step").get<int64_t>();
+    p.tokens = j.value("tokens", int64_t{0});
+    p.seconds = j.value("seconds", 0.0);
+    if (j.contains("val_loss")) {
+      p.loss = j.at("val_loss").get<double>();
+      val.push_back(p);
+    } else {
+      p.loss = j.at("train_loss").get<double>();
+      p.lr = j.value("lr", 0.0);
+      p.tokens_per_s = j.value("tokens_per_s", 0.0);
+      train.push_back(p);
+    }
+  } catch (const std::exception& e) {
+    LR_FAIL("{}: a metrics record is not a train or validation record ({}): {}", command, e.what(), j.dump());
+  }
+}
 
 Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
   if (o.steps < 1) usage_error("gpt2 train: --steps must be >= 1, got {}", o.steps);
@@ -290,7 +290,7 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
     if (o.log)
       trainer.print(detail::format("step {}/{}  loss {}  lr {}  {} tokens/s", p.step, o.steps, fixed(p.loss, 4),
                                    scientific(p.lr, 2), fixed(p.tokens_per_s, 0)));
-    return point_json(p, false);
+    return gpt2_point_json(p, false);
   };
   trainer.hooks.evaluate = [&](int64_t step) -> std::optional<json> {
     if (val_batches.empty()) return std::nullopt;
@@ -301,7 +301,7 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
       trainer.print(
           detail::format("step {}/{}  val loss {}  ({})", step, o.steps, fixed(p.loss, 4), clock_text(p.seconds)));
     if (dp.leader()) write_loss_curve(r.loss_curve_path, r);
-    return point_json(p, true);
+    return gpt2_point_json(p, true);
   };
   trainer.hooks.save = [&](CheckpointWriter& w) {
     mg::save_checkpoint(model, w.dir(), {{"step", std::to_string(w.step())}, {"seed", std::to_string(o.seed)}});
@@ -332,7 +332,7 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
 
   if (run.resume_from()) {
     r.start_step = trainer.restore(*run.resume_from());
-    for (const json& j : trainer.history()) add_point(j, r);
+    for (const json& j : trainer.history()) add_gpt2_point(j, r.train, r.val, "gpt2 train");
   }
   if (o.log)
     trainer.print(detail::format("gpt2 train: {} files, {} documents, {} train + {} validation tokens ({}, {} s)",

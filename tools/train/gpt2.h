@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,12 @@ struct Gpt2TrainPoint {
   double lr = 0, tokens_per_s = 0, seconds = 0;
   int64_t tokens = 0;
 };
+
+// A point as its metrics.jsonl record (`val`: a validation record), and a record back into the train
+// or validation history; `command` names the subcommand in the error for a record of neither kind.
+nlohmann::json gpt2_point_json(const Gpt2TrainPoint& p, bool val);
+void add_gpt2_point(const nlohmann::json& j, std::vector<Gpt2TrainPoint>& train, std::vector<Gpt2TrainPoint>& val,
+                    const std::string& command);
 
 struct Gpt2TrainResult {
   std::vector<Gpt2TrainPoint> train, val;  // the whole history, including before a resume

@@ -61,32 +61,6 @@ constexpr const char* kCmd = "gpt2 lora";
 constexpr const char* kStateFile = "adapter_state.safetensors";  // our layer names: what --resume loads
 constexpr int64_t kAdamBytesPerParameter = 8;                    // AdamW's two f32 moments
 
-json point_json(const Gpt2TrainPoint& p, bool val) {
-  if (val) return json{{"step", p.step}, {"val_loss", p.loss}, {"tokens", p.tokens}, {"seconds", p.seconds}};
-  return json{{"step", p.step},     {"train_loss", p.loss},           {"lr", p.lr},
-              {"tokens", p.tokens}, {"tokens_per_s", p.tokens_per_s}, {"seconds", p.seconds}};
-}
-
-void add_point(const json& j, Gpt2LoraResult& r) {
-  try {
-    Gpt2TrainPoint p;
-    p.step = j.at("step").get<int64_t>();
-    p.tokens = j.value("tokens", int64_t{0});
-    p.seconds = j.value("seconds", 0.0);
-    if (j.contains("val_loss")) {
-      p.loss = j.at("val_loss").get<double>();
-      r.val.push_back(p);
-    } else {
-      p.loss = j.at("train_loss").get<double>();
-      p.lr = j.value("lr", 0.0);
-      p.tokens_per_s = j.value("tokens_per_s", 0.0);
-      r.train.push_back(p);
-    }
-  } catch (const std::exception& e) {
-    LR_FAIL("{}: a metrics record is not a train or validation record ({}): {}", kCmd, e.what(), j.dump());
-  }
-}
-
 // The LoRA run's train and validation loss, with the base model's validation loss as a level and,
 // once it ran, the full fine-tuning's validation loss beside it.
 void write_lora_curve(const std::string& path, const Gpt2LoraResult& r, double base_val, int64_t steps,
@@ -316,7 +290,7 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
     if (o.log)
       trainer.print(detail::format("step {}/{}  loss {}  lr {}  {} tokens/s", p.step, o.steps, fixed(p.loss, 4),
                                    scientific(p.lr, 2), fixed(p.tokens_per_s, 0)));
-    return point_json(p, false);
+    return gpt2_point_json(p, false);
   };
   trainer.hooks.evaluate = [&](int64_t step) -> std::optional<json> {
     if (val_batches.empty()) return std::nullopt;
@@ -328,7 +302,7 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
       trainer.print(
           detail::format("step {}/{}  val loss {}  ({})", step, o.steps, fixed(p.loss, 4), clock_text(p.seconds)));
     write_lora_curve(r.loss_curve_path, r, base_val, o.steps, {});
-    return point_json(p, true);
+    return gpt2_point_json(p, true);
   };
   trainer.hooks.save = [&](CheckpointWriter& w) {
     set_step(w.step());
@@ -378,7 +352,7 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
 
   if (run.resume_from()) {
     r.start_step = trainer.restore(*run.resume_from());
-    for (const json& j : trainer.history()) add_point(j, r);
+    for (const json& j : trainer.history()) add_gpt2_point(j, r.train, r.val, kCmd);
   }
   if (o.log) {
     trainer.print(detail::format("{}: {} on {} ({} of {} parameters trainable)", kCmd, r.description, o.model,
