@@ -138,7 +138,8 @@ json options_json(const Gpt2TrainOptions& o, const std::string& out, const std::
               {"optimizer", "adamw (decay on tensors of 2+ axes), warmup + cosine schedule"}};
 }
 
-void write_loss_curve(const std::string& path, const Gpt2TrainResult& r) {
+// `vocab`: the model's output size; predicting uniformly over it costs ln(vocab) nats a token (chance).
+void write_loss_curve(const std::string& path, const Gpt2TrainResult& r, int64_t vocab) {
   analysis::Series train{"train (mean per log interval)", {}, {}}, val{"validation", {}, {}};
   for (const Gpt2TrainPoint& p : r.train) train.x.push_back(static_cast<double>(p.step)), train.y.push_back(p.loss);
   for (const Gpt2TrainPoint& p : r.val) val.x.push_back(static_cast<double>(p.step)), val.y.push_back(p.loss);
@@ -151,6 +152,8 @@ void write_loss_curve(const std::string& path, const Gpt2TrainResult& r) {
   lo.x_label = "optimizer step";
   lo.y_label = "cross-entropy per token (nats)";
   lo.markers = r.train.size() + r.val.size() < 40;
+  const double chance = std::log(static_cast<double>(vocab));
+  lo.hlines.push_back({detail::format("chance (uniform): ln {} = {}", vocab, fixed(chance, 3)), chance});
   analysis::plot_lines(path, series, lo);
 }
 
@@ -300,7 +303,7 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
     if (o.log)
       trainer.print(
           detail::format("step {}/{}  val loss {}  ({})", step, o.steps, fixed(p.loss, 4), clock_text(p.seconds)));
-    if (dp.leader()) write_loss_curve(r.loss_curve_path, r);
+    if (dp.leader()) write_loss_curve(r.loss_curve_path, r, model.config().vocab_size);
     return gpt2_point_json(p, true);
   };
   trainer.hooks.save = [&](CheckpointWriter& w) {
@@ -351,7 +354,7 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
   dp.attach(trainer, model.named_parameters());
 
   const TrainSummary s = trainer.run();
-  if (dp.leader()) write_loss_curve(r.loss_curve_path, r);
+  if (dp.leader()) write_loss_curve(r.loss_curve_path, r, model.config().vocab_size);
   r.final_step = s.final_step;
   r.stopped_early = s.stopped_early;
   r.seconds = s.seconds;
