@@ -43,7 +43,7 @@ class Unpacker {
 
  private:
   void take(void* out, size_t n);
-  const std::string& buf_;
+  std::string buf_;  // a copy: an Unpacker made from a temporary string must not outlive it
   size_t pos_ = 0;
 };
 
