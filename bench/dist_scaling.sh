@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Two ways to use two cores, paired: 2 processes x 1 thread (mpirun -np 2, data-parallel) against
 # 1 process x 1 thread and 1 process x 2 threads, for the MLP's training epoch (train-mlp, full
-# Fashion-MNIST) and the small GPT-2's training step (gpt2 train, batch 8 x 256 tokens). Each
-# round runs the three back to back; the figure is the median ratio over the rounds (a shared
-# machine's load moves the three alike), with the all-reduce's share of the 2-rank steps.
+# Fashion-MNIST), the small GPT-2's training step (gpt2 train, batch 8 x 256 tokens) and its LoRA
+# step (gpt2 lora, rank 8 on query,value of a 1-step base, the same batch). Each round runs the
+# three back to back; the figure is the median ratio over the rounds (a shared machine's load moves
+# the three alike), with the all-reduce's share of the 2-rank steps.
 #
-#   bench/dist_scaling.sh [BUILD_DIR (build-cpu)] [ROUNDS (3)] [GPT2_STEPS (6)]
+#   bench/dist_scaling.sh [BUILD_DIR (build-cpu)] [ROUNDS (3)] [GPT2_STEPS (6)] [JOBS (mlp gpt2 lora)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-cpu}
 ROUNDS=${2:-3}
 STEPS=${3:-6}
+JOBS=${4:-mlp gpt2 lora}
 BIN=$BUILD/tools/lowrank
 [ -x "$BIN" ] || { echo "dist_scaling: no $BIN (build it first)" >&2; exit 1; }
 command -v mpirun >/dev/null || { echo "dist_scaling: no mpirun (tools/setup installs openmpi-bin)" >&2; exit 1; }
@@ -25,7 +27,9 @@ figure() {
   python3 -c '
 import json, sys
 j = json.load(sys.stdin)
-if "tokens_per_s" in j or "train_seconds" in j:
+if "runs" in j:  # gpt2 lora: the LoRA run is the first
+    t = j["runs"][0]["train_seconds"]; rate = j["runs"][0]["tokens_per_s"]
+elif "tokens_per_s" in j or "train_seconds" in j:
     t = j["train_seconds"]; rate = j["run_tokens"] / t
 else:
     t = j["seconds"]; rate = 1.0 / t
@@ -40,8 +44,18 @@ gpt2() {
   $1 "$BIN" gpt2 train --steps "$STEPS" --val-every 0 --val-batches 1 --checkpoint-every 0 --threads "$2" \
     --out "$TMP/gpt2" --overwrite --cache-dir "$TMP" --quiet --json | figure
 }
+lora() {
+  $1 "$BIN" gpt2 lora --model "$TMP/base" --data "$FORTUNES" --steps "$STEPS" --batch 8 --seq-len 256 \
+    --val-every 0 --val-batches 1 --checkpoint-every 0 --no-compare-full --threads "$2" --out "$TMP/lora" \
+    --overwrite --cache-dir "$TMP" --quiet --json | figure
+}
+FORTUNES=/usr/share/games/fortunes
+if [[ " $JOBS " == *" lora "* ]]; then  # the base: the small GPT-2 after one step
+  "$BIN" gpt2 train --steps 1 --warmup 0 --val-batches 1 --checkpoint-every 0 --out "$TMP/base" --cache-dir "$TMP" \
+    --quiet >/dev/null
+fi
 
-for job in mlp gpt2; do
+for job in $JOBS; do
   r21=() r12=() share=()
   for ((i = 1; i <= ROUNDS; i++)); do
     read -r a _ < <($job "" 1)

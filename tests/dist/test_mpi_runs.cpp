@@ -1,6 +1,7 @@
-// The `lowrank` program under `mpirun -np 2` against one process: data-parallel train-mlp and
-// gpt2 train give the single-process losses and weights, a lora-experiment sweep the same
-// results.json, and a killed rank ends the run within seconds with its last checkpoint intact.
+// The `lowrank` program under `mpirun -np 2` against one process: data-parallel train-mlp, gpt2
+// train and gpt2 lora give the single-process losses and weights (gpt2 lora also across a resume on
+// 2 ranks), a lora-experiment sweep the same results.json, a killed rank ends the run within seconds
+// with its last checkpoint intact, and a hung rank ends it through the watchdog's timeout.
 // Skipped (and counted so by ctest) when the build has no MPI or mpirun is missing.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -78,6 +79,25 @@ void expect_close(double a, double b, const std::string& what) {
   EXPECT_LE(std::abs(a - b), kRelTol * std::abs(b)) << what << ": " << a << " vs " << b;
 }
 
+// Two gpt2 runs' metrics.jsonl: the same records, losses to kRelTol, the same token counts, and
+// `train_records` training records.
+void expect_same_gpt2_records(const std::vector<json>& m2, const std::vector<json>& m1, int train_records) {
+  ASSERT_EQ(m1.size(), m2.size());
+  int train = 0;
+  for (size_t i = 0; i < m1.size(); ++i) {
+    const char* key = m1[i].contains("train_loss") ? "train_loss" : "val_loss";
+    train += m1[i].contains("train_loss");
+    ASSERT_TRUE(m2[i].contains(key)) << m2[i].dump();
+    expect_close(m2[i][key].get<double>(), m1[i][key].get<double>(), std::string(key) + " record " + std::to_string(i));
+    EXPECT_EQ(m2[i]["tokens"], m1[i]["tokens"]);
+    EXPECT_EQ(m2[i]["step"], m1[i]["step"]);
+  }
+  EXPECT_EQ(train, train_records);
+}
+void expect_same_gpt2_metrics(const fs::path& a, const fs::path& b, int train_records) {
+  expect_same_gpt2_records(read_jsonl(a), read_jsonl(b), train_records);
+}
+
 class MpiRuns : public lowrank::test::ToolTest {
  protected:
   void SetUp() override {
@@ -145,6 +165,22 @@ class MpiGpt2 : public MpiRuns {
            " --steps 5 --batch 4 --seq-len 16 --lr 1e-2 --warmup 1 --log-every 1 --val-every 5 --val-batches 1 "
            "--val-fraction 0.2 --threads 1 --quiet --json";
   }
+  // A base for gpt2 lora: the toy model after 2 steps of gpt2 train, in base/.
+  void make_base() {
+    ToolResult b = run_ranks(1, "gpt2 train --out " + p("base") + " --config " + p("tiny.json") + " --data " +
+                                    p("corpus.txt") + " --vocab " + p("vocab") +
+                                    " --steps 2 --batch 4 --seq-len 16 --warmup 1 --val-fraction 0.2 --threads 1 "
+                                    "--quiet");
+    ASSERT_EQ(b.rc, 0) << b.err;
+  }
+  // gpt2 lora on the base: rank-2 adapters on query and value, global batch 4, no dropout (each
+  // rank draws its own masks: with dropout the runs are alike in law, not in numbers).
+  std::string lora_flags(int64_t steps = 5, int64_t batch = 4, int64_t val_every = 5) const {
+    return " --model " + p("base") + " --data " + p("corpus.txt") + " --vocab " + p("vocab") + " --steps " +
+           std::to_string(steps) + " --batch " + std::to_string(batch) + " --val-every " + std::to_string(val_every) +
+           " --seq-len 16 --rank 2 --lr 1e-2 --warmup 1 --log-every 1 --val-batches 1 --val-fraction 0.2 "
+           "--no-compare-full --threads 1 --quiet --json";
+  }
 };
 
 TEST_F(MpiGpt2, TrainTwoRanksEqualOneProcess) {
@@ -152,18 +188,50 @@ TEST_F(MpiGpt2, TrainTwoRanksEqualOneProcess) {
   ASSERT_EQ(one.rc, 0) << one.err;
   ToolResult two = run_ranks(2, "gpt2 train --out " + p("two") + train_flags());
   ASSERT_EQ(two.rc, 0) << two.err;
-  auto m1 = read_jsonl(dir_ / "one" / "metrics.jsonl"), m2 = read_jsonl(dir_ / "two" / "metrics.jsonl");
-  ASSERT_EQ(m1.size(), m2.size());
-  int train_records = 0;
-  for (size_t i = 0; i < m1.size(); ++i) {
-    const char* key = m1[i].contains("train_loss") ? "train_loss" : "val_loss";
-    train_records += m1[i].contains("train_loss");
-    ASSERT_TRUE(m2[i].contains(key)) << m2[i].dump();
-    expect_close(m2[i][key].get<double>(), m1[i][key].get<double>(), std::string(key) + " record " + std::to_string(i));
-    EXPECT_EQ(m2[i]["tokens"], m1[i]["tokens"]);
-  }
-  EXPECT_EQ(train_records, 5);
+  expect_same_gpt2_metrics(dir_ / "two" / "metrics.jsonl", dir_ / "one" / "metrics.jsonl", 5);
   expect_same_weights(dir_ / "two" / "model.safetensors", dir_ / "one" / "model.safetensors", /*whole_only=*/true);
+}
+
+// Only the adapters' gradients travel; 2 ranks × 2 rows give 1 process × 4 rows, and a run stopped
+// at step 3 and resumed on 2 ranks gives the uninterrupted 2-rank run.
+TEST_F(MpiGpt2, LoraTwoRanksEqualOneProcess) {
+  make_base();
+  if (HasFatalFailure()) return;
+  ToolResult one = run_ranks(1, "gpt2 lora --out " + p("one") + lora_flags());
+  ASSERT_EQ(one.rc, 0) << one.err;
+  ToolResult two = run_ranks(2, "gpt2 lora --out " + p("two") + lora_flags());
+  ASSERT_EQ(two.rc, 0) << two.err;
+  EXPECT_EQ(std::count(two.out.begin(), two.out.end(), '\n'), 1) << "rank 0 alone reports: " << two.out;
+  expect_same_gpt2_metrics(dir_ / "two" / "metrics.jsonl", dir_ / "one" / "metrics.jsonl", 5);
+  expect_same_weights(dir_ / "two" / "adapter_model.safetensors", dir_ / "one" / "adapter_model.safetensors");
+  // The base's weights never moved, and the adapters did.
+  const auto a = lowrank::io::load_safetensors((dir_ / "two" / "adapter_model.safetensors").string()).tensors;
+  double norm_b = 0;
+  for (const auto& [name, t] : a)
+    if (name.find("lora_B") != std::string::npos)
+      for (double v : t.to(lowrank::DType::F64).to_vector<double>()) norm_b += v * v;
+  EXPECT_GT(norm_b, 0) << "lora_B starts at 0 and must have been trained";
+
+  ToolResult part = run_ranks(2, "gpt2 lora --out " + p("part") + " --stop-at 3" + lora_flags());
+  ASSERT_EQ(part.rc, 0) << part.err;
+  ASSERT_TRUE(fs::exists(dir_ / "part" / "checkpoint-3")) << part.err;
+  ToolResult rest = run_ranks(2, "gpt2 lora --resume " + p("part") + lora_flags());
+  ASSERT_EQ(rest.rc, 0) << rest.err;
+  // The stop at step 3 validated there; the rest is the uninterrupted run's.
+  std::vector<json> resumed = read_jsonl(dir_ / "part" / "metrics.jsonl");
+  EXPECT_EQ(std::erase_if(resumed, [](const json& j) { return j.contains("val_loss") && j["step"] == 3; }), 1u);
+  expect_same_gpt2_records(resumed, read_jsonl(dir_ / "two" / "metrics.jsonl"), 5);
+  expect_same_weights(dir_ / "part" / "adapter_model.safetensors", dir_ / "two" / "adapter_model.safetensors");
+}
+
+TEST_F(MpiGpt2, LoraBatchThatDoesNotSplitIsAUsageError) {
+  make_base();
+  if (HasFatalFailure()) return;
+  ToolResult r = run_ranks(2, "gpt2 lora --out " + p("x") + lora_flags(5, 3));
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find("gpt2 lora: --batch 3 is the global batch and must divide by the 2 ranks"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "x" / "metrics.jsonl"));
 }
 
 // results.json of a small sweep (2 ranks × 2 seeds of LoRA, 2 of compression, SVD) is the same on
@@ -245,50 +313,79 @@ int64_t newest_checkpoint(const fs::path& run) {
   return best;
 }
 
+// mpirun -np 2 lowrank `args` in the background, its output to the test's folder: mpirun's pid
+// (`env`: VAR=value for every rank).
+pid_t launch(const fs::path& dir, const std::string& args, const std::string& env = "") {
+  const std::string bin = std::string(LOWRANK_BINARY_DIR) + "/tools/lowrank";
+  const std::string cmd = "exec " + mpirun(2) + (env.empty() ? "" : "-x " + env + " ") + shell_quoted(bin) + " " +
+                          args + " >" + shell_quoted((dir / "stdout.txt").string()) + " 2>" +
+                          shell_quoted((dir / "stderr.txt").string());
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Waits (up to 180 s) until `run` holds a checkpoint of `step` steps or more and mpirun's ranks are
+// found; false (mpirun killed) otherwise.
+bool reach_checkpoint(pid_t mpirun_pid, const fs::path& run, int64_t step, std::map<int, pid_t>& ranks) {
+  const Clock::time_point start = Clock::now();
+  while (since(start) < 180 && newest_checkpoint(run) < step)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ranks = ranks_of(mpirun_pid);
+  if (newest_checkpoint(run) >= step && ranks.count(0) && ranks.count(1)) return true;
+  kill(mpirun_pid, SIGKILL);
+  waitpid(mpirun_pid, nullptr, 0);
+  return false;
+}
+
+// Waits (up to 60 s, then kills it) for mpirun to end: its wait status and the seconds waited.
+std::pair<int, double> wait_end(pid_t mpirun_pid) {
+  const Clock::time_point start = Clock::now();
+  int status = 0;
+  pid_t done = 0;
+  while ((done = waitpid(mpirun_pid, &status, WNOHANG)) == 0 && since(start) < 60)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const double seconds = since(start);
+  if (done == 0) kill(mpirun_pid, SIGKILL), waitpid(mpirun_pid, &status, 0);
+  return {status, seconds};
+}
+
+// A process that has ended (gone, or a zombie nobody reaped).
+bool ended(pid_t pid) {
+  const std::string st = read_bytes("/proc/" + std::to_string(pid) + "/stat");
+  const size_t close = st.rfind(')');
+  return st.empty() || (close != std::string::npos && st.substr(close + 2, 1) == "Z");
+}
+
 }  // namespace
 
 // Rank 1 is killed (SIGKILL) in the middle of a run: mpirun and rank 0 end within seconds (no
 // hang in the all-reduce), with a non-zero exit, and the last checkpoint resumes.
 TEST_F(MpiRuns, AKilledRankEndsTheRunAndTheCheckpointSurvives) {
-  const std::string bin = std::string(LOWRANK_BINARY_DIR) + "/tools/lowrank";
-  const std::string cmd = "exec " + mpirun(2) + shell_quoted(bin) + " train-mlp --out " + p("run") +
-                          " --train-limit 640 --test-limit 100 --batch 64 --epochs 1000 --threads 1 --quiet >" +
-                          p("stdout.txt") + " 2>" + p("stderr.txt");
-  const pid_t pid = fork();
+  const pid_t pid =
+      launch(dir_, "train-mlp --out " + p("run") +
+                       " --train-limit 640 --test-limit 100 --batch 64 --epochs 1000 --threads 1 --quiet");
   ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  using clock = std::chrono::steady_clock;
-  auto waited = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
   // Two epochs' checkpoints: the kill lands in the middle of training, after a commit.
-  const clock::time_point start = clock::now();
-  while (waited(start) < 120 && newest_checkpoint(dir_ / "run") < 20)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  std::map<int, pid_t> ranks = ranks_of(pid);
-  if (newest_checkpoint(dir_ / "run") < 20 || !ranks.count(1)) {
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-    FAIL() << "the run did not reach its second checkpoint, or rank 1 was not found: "
-           << read_bytes(dir_ / "stderr.txt");
-  }
+  std::map<int, pid_t> ranks;
+  ASSERT_TRUE(reach_checkpoint(pid, dir_ / "run", 20, ranks))
+      << "the run did not reach its second checkpoint, or its ranks were not found: "
+      << read_bytes(dir_ / "stderr.txt");
   ASSERT_EQ(kill(ranks.at(1), SIGKILL), 0);
-  const clock::time_point killed = clock::now();
-  int status = 0;
-  pid_t done = 0;
-  while ((done = waitpid(pid, &status, WNOHANG)) == 0 && waited(killed) < 60)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  if (done == 0) kill(pid, SIGKILL), waitpid(pid, &status, 0);
-  const double seconds = waited(killed);
+  const auto [status, seconds] = wait_end(pid);
   EXPECT_LT(seconds, 10.0) << "mpirun took this long to end after rank 1 died";
   EXPECT_TRUE(!WIFEXITED(status) || WEXITSTATUS(status) != 0);
   const std::string err = read_bytes(dir_ / "stderr.txt");
   EXPECT_NE(err.find("rank 1"), std::string::npos) << err;
-  const std::string st = read_bytes("/proc/" + std::to_string(ranks.at(0)) + "/stat");
-  const size_t close = st.rfind(')');
-  EXPECT_TRUE(st.empty() || (close != std::string::npos && st.substr(close + 2, 1) == "Z"))
-      << "rank 0 still runs: " << st;
+  EXPECT_TRUE(ended(ranks.at(0))) << "rank 0 still runs";
   // The newest checkpoint resumes in one process, for one more epoch.
   const int64_t epochs = newest_checkpoint(dir_ / "run") / 10;
   ASSERT_GE(epochs, 2);
@@ -296,4 +393,55 @@ TEST_F(MpiRuns, AKilledRankEndsTheRunAndTheCheckpointSurvives) {
                      std::to_string(epochs + 1) + " --threads 1 --quiet --json");
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("\"resumed_from_epoch\":" + std::to_string(epochs)), std::string::npos) << r.out;
+}
+
+// gpt2 lora on 2 ranks: rank 1 killed after the checkpoint of step 40 ends the run within seconds,
+// and the newest checkpoint resumes on 2 ranks.
+TEST_F(MpiGpt2, AKilledRankEndsALoraRunAndTheCheckpointSurvives) {
+  make_base();
+  if (HasFatalFailure()) return;
+  const std::string flags = lora_flags(100000, 4, 0) + " --checkpoint-every 20";
+  const pid_t pid = launch(dir_, "gpt2 lora --out " + p("run") + flags);
+  ASSERT_GE(pid, 0);
+  std::map<int, pid_t> ranks;
+  ASSERT_TRUE(reach_checkpoint(pid, dir_ / "run", 40, ranks))
+      << "the run did not reach its checkpoint of step 40: " << read_bytes(dir_ / "stderr.txt");
+  ASSERT_EQ(kill(ranks.at(1), SIGKILL), 0);
+  const auto [status, seconds] = wait_end(pid);
+  EXPECT_LT(seconds, 10.0) << "mpirun took this long to end after rank 1 died";
+  EXPECT_TRUE(!WIFEXITED(status) || WEXITSTATUS(status) != 0);
+  EXPECT_NE(read_bytes(dir_ / "stderr.txt").find("rank 1"), std::string::npos) << read_bytes(dir_ / "stderr.txt");
+  EXPECT_TRUE(ended(ranks.at(0))) << "rank 0 still runs";
+  const int64_t step = newest_checkpoint(dir_ / "run");
+  ASSERT_GE(step, 40);
+  ToolResult r = run_ranks(2, "gpt2 lora --resume " + p("run") + lora_flags(step + 2, 4, 0) + " --checkpoint-every 20");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  const auto m = read_jsonl(dir_ / "run" / "metrics.jsonl");
+  ASSERT_FALSE(m.empty());
+  EXPECT_EQ(m.back()["step"], step + 2) << m.back().dump();
+}
+
+// Rank 1 stops (SIGSTOP: alive, but answers nothing; mpirun sees nothing wrong): with
+// LOWRANK_DIST_TIMEOUT=2, rank 0's watchdog ends it 2 s into its wait in the next collective,
+// with one line that says why, and mpirun ends the rest.
+TEST_F(MpiGpt2, AHungRankEndsTheRunAfterTheTimeout) {
+  make_base();
+  if (HasFatalFailure()) return;
+  const pid_t pid = launch(dir_, "gpt2 lora --out " + p("run") + lora_flags(100000, 4, 0) + " --checkpoint-every 20",
+                           "LOWRANK_DIST_TIMEOUT=2");
+  ASSERT_GE(pid, 0);
+  std::map<int, pid_t> ranks;
+  ASSERT_TRUE(reach_checkpoint(pid, dir_ / "run", 20, ranks)) << read_bytes(dir_ / "stderr.txt");
+  ASSERT_EQ(kill(ranks.at(1), SIGSTOP), 0);
+  const auto [status, seconds] = wait_end(pid);
+  kill(ranks.at(1), SIGKILL);  // whatever mpirun did with the stopped rank
+  kill(ranks.at(1), SIGCONT);
+  EXPECT_LT(seconds, 2.0 + 10.0) << "the run took this long to end after rank 1 hung";
+  EXPECT_TRUE(!WIFEXITED(status) || WEXITSTATUS(status) != 0);
+  const std::string err = read_bytes(dir_ / "stderr.txt");
+  EXPECT_NE(err.find("lowrank: error: rank 0 of 2: waited "), std::string::npos) << err;
+  EXPECT_NE(err.find("over LOWRANK_DIST_TIMEOUT=2 (a rank has hung or died); ending this rank"), std::string::npos)
+      << err;
+  EXPECT_TRUE(ended(ranks.at(0))) << "rank 0 still runs";
+  EXPECT_GE(newest_checkpoint(dir_ / "run"), 20);
 }

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/cli/gpt2_common.h"
+#include "tools/dist/dist.h"
 #include "tools/train/gpt2_lora.h"
 
 namespace lowrank::cli::gpt2 {
@@ -139,6 +140,7 @@ RunFn register_gpt2_lora(CLI::App& gpt2) {
     o.progress = o.log = !f->quiet;
     o.compare_full = !f->no_compare_full;
     const train::Gpt2LoraResult r = train::run_gpt2_lora(o);
+    if (!dist::is_leader()) return kExitOk;  // (mpirun) rank 0 reports
     if (o.json) {
       nlohmann::json runs = nlohmann::json::array({summary_json(r.lora)});
       if (r.full) runs.push_back(summary_json(*r.full));
@@ -150,6 +152,8 @@ RunFn register_gpt2_lora(CLI::App& gpt2) {
           {"base_parameters", r.base_parameters},
           {"runs", runs},
           {"seconds", r.seconds},
+          {"ranks", dist::size()},
+          {"allreduce_seconds", r.allreduce_seconds},
           {"data", {{"train_tokens", r.train_tokens}, {"val_tokens", r.val_tokens}, {"documents", r.documents}}},
           {"outputs",
            {{"adapter", r.adapter_dir},

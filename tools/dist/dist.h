@@ -10,7 +10,11 @@
 //   }
 //
 // A collective that fails (a peer died, the network broke) throws lowrank::Error with one line that
-// says so; main() then ends every rank with dist::abort() so that none waits for the dead one.
+// says so; main() then ends every rank with dist::abort() so that none waits for the dead one. A
+// collective that would wait for ever (over shared memory a dead peer is not an error) is ended by
+// World's watchdog thread: while a rank waits in a collective it checks the peers on its host, its
+// launcher, and with LOWRANK_DIST_TIMEOUT=SECONDS the time waited, and ends the rank with one line
+// (exit 1) on any of them.
 #pragma once
 #include <cstdint>
 #include <string>

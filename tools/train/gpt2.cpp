@@ -88,13 +88,6 @@ namespace {
 
 constexpr const char* kCmd = "gpt2 train";
 constexpr uint64_t kDropoutSeedSalt = 0xA0761D6478BD642Full;  // dropout masks: not the weights' stream
-constexpr uint64_t kRankDropoutSalt = 0xE7037ED1A0B428DBull;  // (mpirun) rank k's masks: its own stream
-
-// Each rank draws its own dropout masks from the stream's state on rank 0 (the one checkpoints keep).
-void use_rank_dropout_stream(mg::Gpt2& model, int rank) {
-  nn::Generator& g = model.dropout_generator();
-  g.set_state(g.seed() ^ (kRankDropoutSalt * static_cast<uint64_t>(rank)), g.offset());
-}
 
 // GPT-2's recipe: weight decay on kernels and embeddings, none on biases and LayerNorm parameters.
 optim::ParamGroups gpt2_param_groups(const mg::Gpt2& model, double weight_decay) {
@@ -106,36 +99,13 @@ optim::ParamGroups gpt2_param_groups(const mg::Gpt2& model, double weight_decay)
 
 json options_json(const Gpt2TrainOptions& o, const std::string& out, const std::vector<std::string>& files,
                   int64_t seq_len, int64_t warmup) {
-  return json{{"command", "gpt2 train"},
-              {"data", files},
-              {"preset", o.preset},
-              {"config", o.config},
-              {"init", o.init},
-              {"resume", o.resume},
-              {"out", out},
-              {"cache_dir", o.cache_dir},
-              {"vocab", o.vocab},
-              {"steps", o.steps},
-              {"max_time", o.max_time},
-              {"stop_at", o.stop_at},
-              {"batch", o.batch},
-              {"seq_len", seq_len},
-              {"lr", o.lr},
-              {"min_lr", o.min_lr},
-              {"warmup", warmup},
-              {"weight_decay", o.weight_decay},
-              {"beta1", o.beta1},
-              {"beta2", o.beta2},
-              {"grad_clip", o.grad_clip},
-              {"val_fraction", o.val_fraction},
-              {"val_every", o.val_every},
-              {"val_batches", o.val_batches},
-              {"checkpoint_every", o.checkpoint_every},
-              {"log_every", o.log_every},
-              {"seed", o.seed},
-              {"device", o.device},
-              {"threads", o.threads},
-              {"optimizer", "adamw (decay on tensors of 2+ axes), warmup + cosine schedule"}};
+  json j{{"command", kCmd},    {"data", files},
+         {"preset", o.preset}, {"config", o.config},
+         {"init", o.init},     {"resume", o.resume},
+         {"out", out},         {"cache_dir", o.cache_dir},
+         {"vocab", o.vocab},   {"optimizer", "adamw (decay on tensors of 2+ axes), warmup + cosine schedule"}};
+  j.update(gpt2_training_json(o, seq_len, warmup));
+  return j;
 }
 
 // `vocab`: the model's output size; predicting uniformly over it costs ln(vocab) nats a token (chance).
@@ -184,6 +154,42 @@ void add_gpt2_point(const json& j, std::vector<Gpt2TrainPoint>& train, std::vect
   } catch (const std::exception& e) {
     LR_FAIL("{}: a metrics record is not a train or validation record ({}): {}", command, e.what(), j.dump());
   }
+}
+
+void use_rank_stream(nn::Generator& g, int rank) {
+  constexpr uint64_t kRankSalt = 0xE7037ED1A0B428DBull;
+  g.set_state(g.seed() ^ (kRankSalt * static_cast<uint64_t>(rank)), g.offset());
+}
+
+mg::TokenData load_gpt2_run_data(const mg::Tokenizer& tok, const std::string& vocab_dir,
+                                 const std::vector<std::string>& files, double val_fraction,
+                                 const std::string& cache_dir, int threads) {
+  mg::TokenDataOptions dopt;
+  dopt.files = files;
+  dopt.val_fraction = val_fraction;
+  dopt.cache_dir = cache_dir;
+  dopt.threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (!dist::is_leader()) dist::barrier();  // (mpirun) the leader encodes the text and writes the cache first
+  mg::TokenData data = mg::load_token_data(gpt2_text_encoder(tok, vocab_dir), dopt);
+  if (dist::distributed() && dist::is_leader()) dist::barrier();
+  return data;
+}
+
+void set_gpt2_log_hooks(Trainer& trainer, std::vector<Gpt2TrainPoint>& train, int64_t steps, int64_t tokens_per_step,
+                        bool log) {
+  trainer.hooks.log = [&trainer, &train, steps, tokens_per_step, log](const IntervalStats& s) -> std::optional<json> {
+    Gpt2TrainPoint p{
+        s.step, s.loss, s.lr, static_cast<double>(s.tokens) / s.step_seconds, s.seconds, s.step * tokens_per_step};
+    train.push_back(p);
+    if (log)
+      trainer.print(detail::format("step {}/{}  loss {}  lr {}  {} tokens/s", p.step, steps, fixed(p.loss, 4),
+                                   scientific(p.lr, 2), fixed(p.tokens_per_s, 0)));
+    return gpt2_point_json(p, false);
+  };
+  trainer.hooks.progress_text = [steps](const IntervalStats& s) {
+    return detail::format("step {}/{} loss {} {} tokens/s", s.step, steps, fixed(s.loss, 4),
+                          fixed(static_cast<double>(s.tokens) / std::max(s.step_seconds, 1e-9), 0));
+  };
 }
 
 Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
@@ -238,14 +244,8 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
   check_vocab_fits(model, tok, kCmd);
   const std::vector<std::string> files =
       mg::list_text_files(o.data.empty() ? std::vector<std::string>{mg::kDefaultCorpusDir} : o.data);
-  mg::TokenDataOptions dopt;
-  dopt.files = files;
-  dopt.val_fraction = o.val_fraction;
-  dopt.cache_dir = o.cache_dir.empty() ? r.model_dir : o.cache_dir;
-  dopt.threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (!dp.leader()) dist::barrier();  // (mpirun) the leader encodes the text and writes the cache first
-  const mg::TokenData data = mg::load_token_data(gpt2_text_encoder(tok, o.vocab), dopt);
-  if (dp.active() && dp.leader()) dist::barrier();
+  const mg::TokenData data = load_gpt2_run_data(tok, o.vocab, files, o.val_fraction,
+                                                o.cache_dir.empty() ? r.model_dir : o.cache_dir, o.threads);
   r.train_tokens = static_cast<int64_t>(data.train.size());
   r.val_tokens = static_cast<int64_t>(data.val.size());
   r.documents = data.documents;
@@ -266,19 +266,7 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
                    {.lr = o.lr, .beta1 = o.beta1, .beta2 = o.beta2, .eps = optim::kTorchAdamEps});
   opt.set_schedule(optim::LrSchedule::cosine(o.lr, warmup, o.steps, o.min_lr));
   const int64_t tokens_per_step = o.batch * seq_len;
-  Trainer trainer(opt,
-                  {.command = kCmd,
-                   .total_steps = o.steps,
-                   .stop_at = o.stop_at,
-                   .max_time = o.max_time,
-                   .log_every = std::max<int64_t>(o.log_every, 1),
-                   .eval_every = o.val_every,
-                   .eval_at_start = true,
-                   .checkpoint_every = o.checkpoint_every,
-                   .grad_clip = o.grad_clip,
-                   .progress = o.progress,
-                   .leader = dp.leader()},
-                  &run);
+  Trainer trainer(opt, gpt2_trainer_options(kCmd, o, dp.leader()), &run);
   trainer.hooks.forward = [&](int64_t step) {
     mg::Batch b = mg::random_batch(data.train, o.batch, seq_len, o.seed, step);  // the global batch
     const Tensor inputs = dp.local(b.inputs), targets = dp.local(b.targets);     // (mpirun) this rank's rows
@@ -286,15 +274,7 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
     out.tokens = targets.numel();
     return dp.combine(model.loss(inputs.to(device), targets.to(device)), targets.size(0), o.batch, std::move(out));
   };
-  trainer.hooks.log = [&](const IntervalStats& s) -> std::optional<json> {
-    Gpt2TrainPoint p{
-        s.step, s.loss, s.lr, static_cast<double>(s.tokens) / s.step_seconds, s.seconds, s.step * tokens_per_step};
-    r.train.push_back(p);
-    if (o.log)
-      trainer.print(detail::format("step {}/{}  loss {}  lr {}  {} tokens/s", p.step, o.steps, fixed(p.loss, 4),
-                                   scientific(p.lr, 2), fixed(p.tokens_per_s, 0)));
-    return gpt2_point_json(p, false);
-  };
+  set_gpt2_log_hooks(trainer, r.train, o.steps, tokens_per_step, o.log);
   trainer.hooks.evaluate = [&](int64_t step) -> std::optional<json> {
     if (val_batches.empty()) return std::nullopt;
     Gpt2TrainPoint p{step, gpt2_mean_loss(model, val_batches, device),      opt.lr(0),
@@ -328,10 +308,6 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
       trainer.print(detail::format("gpt2 train: note: --seed {} differs from the resumed run's ({}): other batches",
                                    o.seed, s["seed"].dump()));
   };
-  trainer.hooks.progress_text = [&](const IntervalStats& s) {
-    return detail::format("step {}/{} loss {} {} tokens/s", s.step, o.steps, fixed(s.loss, 4),
-                          fixed(static_cast<double>(s.tokens) / std::max(s.step_seconds, 1e-9), 0));
-  };
 
   if (run.resume_from()) {
     r.start_step = trainer.restore(*run.resume_from());
@@ -350,7 +326,7 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
     run_config["lowrank_train"] = options_json(o, r.model_dir, files, seq_len, warmup);
     run.write_text("config.json", run_config.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   }
-  if (dp.active()) use_rank_dropout_stream(model, dist::rank());
+  if (dp.active()) use_rank_stream(model.dropout_generator(), dist::rank());
   dp.attach(trainer, model.named_parameters());
 
   const TrainSummary s = trainer.run();

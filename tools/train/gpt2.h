@@ -2,6 +2,7 @@
 // loading with one-line errors), and `lowrank gpt2 train` as a function with every flag, so that
 // benchmarks, tests and the next GPT-2 loops (LoRA, classification) can call it or build on it.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -11,6 +12,7 @@
 #include "models/gpt2/model.h"
 #include "models/gpt2/text_data.h"
 #include "models/gpt2/tokenizer.h"
+#include "tools/train/trainer.h"
 
 namespace lowrank::train {
 
@@ -81,6 +83,65 @@ struct Gpt2TrainPoint {
 nlohmann::json gpt2_point_json(const Gpt2TrainPoint& p, bool val);
 void add_gpt2_point(const nlohmann::json& j, std::vector<Gpt2TrainPoint>& train, std::vector<Gpt2TrainPoint>& val,
                     const std::string& command);
+
+// ---- the run set-up gpt2 train and gpt2 lora share (their options structs name these flags alike)
+
+// The training flags as config.json records them.
+template <class Options>
+nlohmann::json gpt2_training_json(const Options& o, int64_t seq_len, int64_t warmup) {
+  return {{"steps", o.steps},
+          {"max_time", o.max_time},
+          {"stop_at", o.stop_at},
+          {"batch", o.batch},
+          {"seq_len", seq_len},
+          {"lr", o.lr},
+          {"min_lr", o.min_lr},
+          {"warmup", warmup},
+          {"weight_decay", o.weight_decay},
+          {"beta1", o.beta1},
+          {"beta2", o.beta2},
+          {"grad_clip", o.grad_clip},
+          {"val_fraction", o.val_fraction},
+          {"val_every", o.val_every},
+          {"val_batches", o.val_batches},
+          {"checkpoint_every", o.checkpoint_every},
+          {"log_every", o.log_every},
+          {"seed", o.seed},
+          {"device", o.device},
+          {"threads", o.threads}};
+}
+
+// The trainer's options for a gpt2 run: validation at the start and every val_every steps.
+template <class Options>
+TrainerOptions gpt2_trainer_options(const std::string& command, const Options& o, bool leader) {
+  return {.command = command,
+          .total_steps = o.steps,
+          .stop_at = o.stop_at,
+          .max_time = o.max_time,
+          .log_every = std::max<int64_t>(o.log_every, 1),
+          .eval_every = o.val_every,
+          .eval_at_start = true,
+          .checkpoint_every = o.checkpoint_every,
+          .grad_clip = o.grad_clip,
+          .progress = o.progress,
+          .leader = leader};
+}
+
+// The token data of a run's text files (split, cached in cache_dir, encoded with `threads`; 0: all
+// cores). Under mpirun the leader encodes the text and writes the cache while the other ranks wait,
+// then they read it.
+models::gpt2::TokenData load_gpt2_run_data(const models::gpt2::Tokenizer& tok, const std::string& vocab_dir,
+                                           const std::vector<std::string>& files, double val_fraction,
+                                           const std::string& cache_dir, int threads);
+
+// (mpirun) Rank k's own random stream for dropout masks, derived from the state rank 0 holds (the one
+// checkpoints keep; rank 0's stream is left as it is).
+void use_rank_stream(nn::Generator& g, int rank);
+
+// The trainer's log and progress-line hooks of a gpt2 run: each interval's point goes into `train`
+// and, with `log`, a line to stderr.
+void set_gpt2_log_hooks(Trainer& trainer, std::vector<Gpt2TrainPoint>& train, int64_t steps, int64_t tokens_per_step,
+                        bool log);
 
 struct Gpt2TrainResult {
   std::vector<Gpt2TrainPoint> train, val;  // the whole history, including before a resume

@@ -5,7 +5,6 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 
 #include "analysis/plot.h"
 #include "core/autograd.h"
@@ -14,6 +13,7 @@
 #include "nn/lora.h"
 #include "optim/adam.h"
 #include "tools/train/clock.h"
+#include "tools/train/data_parallel.h"
 #include "tools/train/setup.h"
 #include "tools/train/trainer.h"
 
@@ -117,44 +117,26 @@ void check_options(const Gpt2LoraOptions& o) {
 
 json options_json(const Gpt2LoraOptions& o, const std::string& out, const std::vector<std::string>& files,
                   int64_t seq_len, int64_t warmup) {
-  return json{{"command", kCmd},
-              {"model", o.model},
-              {"data", files},
-              {"resume", o.resume},
-              {"out", out},
-              {"targets", o.targets},
-              {"layers", o.layers.empty() ? "all" : o.layers},
-              {"rank", o.rank},
-              {"alpha", o.alpha},
-              {"rslora", o.rslora},
-              {"dropout", o.dropout},
-              {"init", o.init},
-              {"base_scale", o.base_scale},
-              {"base_scale_target", o.base_scale_target},
-              {"base_scale_schedule", o.base_scale_schedule},
-              {"base_scale_steps", o.base_scale_steps},
-              {"steps", o.steps},
-              {"max_time", o.max_time},
-              {"stop_at", o.stop_at},
-              {"batch", o.batch},
-              {"seq_len", seq_len},
-              {"lr", o.lr},
-              {"min_lr", o.min_lr},
-              {"warmup", warmup},
-              {"weight_decay", o.weight_decay},
-              {"beta1", o.beta1},
-              {"beta2", o.beta2},
-              {"grad_clip", o.grad_clip},
-              {"val_fraction", o.val_fraction},
-              {"val_every", o.val_every},
-              {"val_batches", o.val_batches},
-              {"checkpoint_every", o.checkpoint_every},
-              {"log_every", o.log_every},
-              {"seed", o.seed},
-              {"compare_full", o.compare_full},
-              {"full_lr", o.full_lr},
-              {"device", o.device},
-              {"threads", o.threads}};
+  json j{{"command", kCmd},
+         {"model", o.model},
+         {"data", files},
+         {"resume", o.resume},
+         {"out", out},
+         {"targets", o.targets},
+         {"layers", o.layers.empty() ? "all" : o.layers},
+         {"rank", o.rank},
+         {"alpha", o.alpha},
+         {"rslora", o.rslora},
+         {"dropout", o.dropout},
+         {"init", o.init},
+         {"base_scale", o.base_scale},
+         {"base_scale_target", o.base_scale_target},
+         {"base_scale_schedule", o.base_scale_schedule},
+         {"base_scale_steps", o.base_scale_steps},
+         {"compare_full", o.compare_full},
+         {"full_lr", o.full_lr}};
+  j.update(gpt2_training_json(o, seq_len, warmup));
+  return j;
 }
 
 }  // namespace
@@ -162,6 +144,8 @@ json options_json(const Gpt2LoraOptions& o, const std::string& out, const std::v
 Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
   check_options(o);
   const Device device = setup_device(o.device, o.threads, kCmd);
+  DataParallel dp;  // (mpirun) each rank takes its rows of every batch; only the adapters' gradients are summed
+  dp.check_batch(kCmd, o.batch);
   Gpt2LoraResult r;
   r.out_dir = run_dir_for(o.out, o.resume, kGpt2LoraDefaultOut);
   if (!fs::exists(o.model))
@@ -215,16 +199,13 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
                             .resume = o.resume,
                             .overwrite = o.overwrite,
                             .exports = {mg::kAdapterWeightsFile, mg::kAdapterConfigFile, "optimizer.safetensors"}});
+  dist::barrier();  // (mpirun) every rank has looked at the folder before the leader writes to it
   r.adapter_dir = r.out_dir;
   r.metrics_path = run.path(kMetricsFile);
   r.loss_curve_path = run.path("training_loss.png");
 
-  mg::TokenDataOptions dopt;
-  dopt.files = files;
-  dopt.val_fraction = o.val_fraction;
-  dopt.cache_dir = o.cache_dir.empty() ? r.out_dir : o.cache_dir;
-  dopt.threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const mg::TokenData data = mg::load_token_data(gpt2_text_encoder(tok, o.vocab), dopt);
+  const std::string cache_dir = o.cache_dir.empty() ? r.out_dir : o.cache_dir;
+  const mg::TokenData data = load_gpt2_run_data(tok, o.vocab, files, o.val_fraction, cache_dir, o.threads);
   r.train_tokens = static_cast<int64_t>(data.train.size());
   r.val_tokens = static_cast<int64_t>(data.val.size());
   r.documents = data.documents;
@@ -260,38 +241,19 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
   r.lora.val_loss_before = base_val;
 
   const int64_t tokens_per_step = o.batch * seq_len;
-  Trainer trainer(opt,
-                  {.command = kCmd,
-                   .total_steps = o.steps,
-                   .stop_at = o.stop_at,
-                   .max_time = o.max_time,
-                   .log_every = std::max<int64_t>(o.log_every, 1),
-                   .eval_every = o.val_every,
-                   .eval_at_start = true,
-                   .checkpoint_every = o.checkpoint_every,
-                   .grad_clip = o.grad_clip,
-                   .progress = o.progress},
-                  &run);
+  Trainer trainer(opt, gpt2_trainer_options(kCmd, o, dp.leader()), &run);
   auto set_step = [&](int64_t step) {
     for (const mg::Gpt2LoraLayer& l : layers) l.lora->set_schedule_step(step);
   };
   trainer.hooks.before_step = set_step;
   trainer.hooks.forward = [&](int64_t step) {
-    mg::Batch b = mg::random_batch(data.train, o.batch, seq_len, o.seed, step);
+    mg::Batch b = mg::random_batch(data.train, o.batch, seq_len, o.seed, step);  // the global batch
+    const Tensor inputs = dp.local(b.inputs), targets = dp.local(b.targets);     // (mpirun) this rank's rows
     StepOutput out;
-    out.loss = model->loss(b.inputs.to(device), b.targets.to(device));
-    out.tokens = tokens_per_step;
-    return out;
+    out.tokens = targets.numel();
+    return dp.combine(model->loss(inputs.to(device), targets.to(device)), targets.size(0), o.batch, std::move(out));
   };
-  trainer.hooks.log = [&](const IntervalStats& s) -> std::optional<json> {
-    Gpt2TrainPoint p{
-        s.step, s.loss, s.lr, static_cast<double>(s.tokens) / s.step_seconds, s.seconds, s.step * tokens_per_step};
-    r.train.push_back(p);
-    if (o.log)
-      trainer.print(detail::format("step {}/{}  loss {}  lr {}  {} tokens/s", p.step, o.steps, fixed(p.loss, 4),
-                                   scientific(p.lr, 2), fixed(p.tokens_per_s, 0)));
-    return gpt2_point_json(p, false);
-  };
+  set_gpt2_log_hooks(trainer, r.train, o.steps, tokens_per_step, o.log);
   trainer.hooks.evaluate = [&](int64_t step) -> std::optional<json> {
     if (val_batches.empty()) return std::nullopt;
     set_step(step);  // the model as it stands after `step` steps
@@ -301,7 +263,7 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
     if (o.log)
       trainer.print(
           detail::format("step {}/{}  val loss {}  ({})", step, o.steps, fixed(p.loss, 4), clock_text(p.seconds)));
-    write_lora_curve(r.loss_curve_path, r, base_val, o.steps, {});
+    if (dp.leader()) write_lora_curve(r.loss_curve_path, r, base_val, o.steps, {});
     return gpt2_point_json(p, true);
   };
   trainer.hooks.save = [&](CheckpointWriter& w) {
@@ -345,10 +307,6 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
     if (o.log && s.contains("data_key") && s["data_key"] != data.key)
       trainer.print(detail::format("{}: note: the text or split differs from the resumed run's", kCmd));
   };
-  trainer.hooks.progress_text = [&](const IntervalStats& s) {
-    return detail::format("step {}/{} loss {} {} tokens/s", s.step, o.steps, fixed(s.loss, 4),
-                          fixed(static_cast<double>(s.tokens) / std::max(s.step_seconds, 1e-9), 0));
-  };
 
   if (run.resume_from()) {
     r.start_step = trainer.restore(*run.resume_from());
@@ -362,18 +320,26 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
     if (val_batches.empty())
       trainer.print(detail::format("{}: the validation split is shorter than one window; no validation loss", kCmd));
   }
-  run.begin();
-  json run_config = json::parse(cfg.to_json());
-  run_config["lowrank_train"] = options_json(o, r.out_dir, files, seq_len, warmup);
-  run.write_text("config.json", run_config.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  if (dp.leader()) {
+    run.begin();
+    json run_config = json::parse(cfg.to_json());
+    run_config["lowrank_train"] = options_json(o, r.out_dir, files, seq_len, warmup);
+    run.write_text("config.json", run_config.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  }
+  if (dp.active()) {  // (mpirun) rank k's dropout masks, in the base and in the adapters, from its own streams
+    use_rank_stream(model->dropout_generator(), dist::rank());
+    for (const mg::Gpt2LoraLayer& l : layers) use_rank_stream(l.lora->generator(), dist::rank());
+  }
+  dp.attach(trainer, adapter_params);
 
   const TrainSummary s = trainer.run();
-  write_lora_curve(r.loss_curve_path, r, base_val, o.steps, {});
+  if (dp.leader()) write_lora_curve(r.loss_curve_path, r, base_val, o.steps, {});
   r.final_step = s.final_step;
   r.stopped_early = s.stopped_early;
   r.seconds = s.seconds;
   r.train_seconds = s.step_seconds;
   r.run_tokens = s.tokens;
+  r.allreduce_seconds = dp.sync().seconds();
   r.lora.val_loss_after = r.val.empty() ? NAN : r.val.back().loss;
   r.lora.seconds = s.step_seconds;
   r.lora.tokens_per_s = s.step_seconds > 0 ? static_cast<double>(s.tokens) / s.step_seconds : 0.0;
@@ -384,7 +350,7 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
     f.init = o.model;
     f.out = (fs::path(r.out_dir) / "full-finetune").string();
     f.overwrite = true;  // this run's own subfolder
-    f.cache_dir = dopt.cache_dir;
+    f.cache_dir = cache_dir;
     f.vocab = o.vocab;
     f.steps = o.steps;
     f.batch = o.batch;
@@ -419,7 +385,7 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
     full.optimizer_state_bytes = kAdamBytesPerParameter * full.trainable;
     r.full = full;
     r.full_dir = f.out;
-    write_lora_curve(r.loss_curve_path, r, base_val, o.steps, fr.val);
+    if (dp.leader()) write_lora_curve(r.loss_curve_path, r, base_val, o.steps, fr.val);
   }
   return r;
 }

@@ -87,6 +87,7 @@ struct Gpt2LoraResult {
   int64_t start_step = 0, final_step = 0;
   bool stopped_early = false;
   double seconds = 0, train_seconds = 0;
+  double allreduce_seconds = 0;  // (mpirun) of train_seconds, in the adapters' gradient all-reduce
   int64_t run_tokens = 0, train_tokens = 0, val_tokens = 0, documents = 0;
   Gpt2LoraRunSummary lora;
   std::optional<Gpt2LoraRunSummary> full;  // when compare_full ran
