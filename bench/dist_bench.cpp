@@ -6,13 +6,19 @@
 //
 // Iteration counts are fixed (every rank must call the all-reduce as often); rank 0 reports. In a
 // world of one it times the packing alone (GradientSync with `always`, the sum over one rank).
+// BM_AdamWStepGpt2Small times the small GPT-2's AdamW update on one thread: the work ZeRO stage 1
+// would split over the ranks (against the step time of bench/dist_scaling.sh, it says whether that
+// pays). `--benchmark_enable_random_interleaving=true --benchmark_repetitions=3` interleaves the
+// sizes, so that a shared machine's load falls on all of them alike.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
 
 #include "core/ops.h"
+#include "core/threads.h"
 #include "models/gpt2/model.h"
 #include "models/mlp.h"
+#include "optim/adam.h"
 #include "tools/dist/dist.h"
 
 namespace {
@@ -56,6 +62,14 @@ void BM_AllReduceGpt2Small(benchmark::State& state) {
   all_reduce(state, gpt2_grads());
 }
 
+void BM_AdamWStepGpt2Small(benchmark::State& state) {
+  set_num_threads(1);
+  optim::AdamW opt(optim::ParamGroups{{"all", gpt2_grads(), std::nullopt, 0.1}}, {.lr = 1e-4});
+  for (auto _ : state) opt.step();
+  state.counters["parameters"] = 0;
+  for (const auto& [name, p] : gpt2_grads()) state.counters["parameters"] += static_cast<double>(p.numel());
+}
+
 BENCHMARK(BM_AllReduceMlp)
     ->Arg(16 << 10)
     ->Arg(64 << 10)
@@ -73,6 +87,7 @@ BENCHMARK(BM_AllReduceGpt2Small)
     ->Arg(64 << 20)
     ->Iterations(10)
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AdamWStepGpt2Small)->Iterations(10)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

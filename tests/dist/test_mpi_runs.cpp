@@ -445,3 +445,25 @@ TEST_F(MpiGpt2, AHungRankEndsTheRunAfterTheTimeout) {
   EXPECT_TRUE(ended(ranks.at(0))) << "rank 0 still runs";
   EXPECT_GE(newest_checkpoint(dir_ / "run"), 20);
 }
+
+// mpirun itself is killed (SIGKILL): both ranks end within seconds. (Open MPI's ranks notice the
+// lost launcher themselves: with the watchdog switched off this passes too; the watchdog's launcher
+// check is for launchers that do not.)
+TEST_F(MpiRuns, AKilledLauncherEndsItsRanks) {
+  const pid_t pid =
+      launch(dir_, "train-mlp --out " + p("run") +
+                       " --train-limit 640 --test-limit 100 --batch 64 --epochs 1000 --threads 1 --quiet");
+  ASSERT_GE(pid, 0);
+  std::map<int, pid_t> ranks;
+  ASSERT_TRUE(reach_checkpoint(pid, dir_ / "run", 10, ranks)) << read_bytes(dir_ / "stderr.txt");
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  waitpid(pid, nullptr, 0);
+  const Clock::time_point killed = Clock::now();
+  while (since(killed) < 20 && !(ended(ranks.at(0)) && ended(ranks.at(1))))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const double seconds = since(killed);
+  for (const auto& [r, rank_pid] : ranks)
+    if (!ended(rank_pid)) kill(rank_pid, SIGKILL);
+  EXPECT_LT(seconds, 10.0) << "the ranks ran on this long after mpirun died";
+  EXPECT_GE(newest_checkpoint(dir_ / "run"), 10);
+}
