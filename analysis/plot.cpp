@@ -261,7 +261,7 @@ void plot_heatmap_panels(const std::string& path, const std::vector<HeatmapPanel
   // Pixel layout: every panel gets room for its title above, tick labels and axis labels left of
   // and below it; the figure adds its title on top, the colour bar on the right, captions below.
   const double pw = opts.panel_width, ph = opts.panel_height;
-  const double pad_left = 62, pad_right = 18, pad_top = 30, pad_bottom = 48;
+  const double pad_left = 62, pad_right = 18, pad_top = 32, pad_bottom = 56;
   const double head = opts.title.empty() ? 20 : 56, bar = 120, foot = 16 + 24 * static_cast<double>(opts.notes.size());
   const double cell_w = pad_left + pw + pad_right, cell_h = pad_top + ph + pad_bottom;
   const double width = 10 + static_cast<double>(columns) * cell_w + bar;
