@@ -1,7 +1,9 @@
 // GPT-2's byte-level BPE tokenizer: text bytes <-> token ids, exactly as OpenAI's encoder (checked
 // id for id against the npm package gpt-3-encoder@1.1.4 on a committed fixture).
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -45,6 +47,11 @@ class Tokenizer {
   static std::string default_dir();
 
   std::vector<int64_t> encode(std::string_view text, bool allow_special = false) const;
+  // The same ids, handed to `callback` in order a batch at a time (the pointer is valid during the
+  // call only), so that a caller that writes them out needs no array of all of them: memory stays
+  // a few bytes per input byte even for one huge piece (see bpe_long in tokenizer.cpp).
+  using IdCallback = std::function<void(const int64_t* ids, size_t n)>;
+  void encode_to(std::string_view text, bool allow_special, const IdCallback& callback) const;
   // Raw bytes: the concatenation of the tokens' bytes (may be invalid UTF-8 when the ids cut a
   // character). An id outside [0, vocab_size()) is an error.
   std::string decode(const std::vector<int64_t>& ids) const;

@@ -3,9 +3,6 @@
 // raw bytes they stand for.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iostream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -24,19 +21,29 @@ struct TokenizeFlags {
   bool decode = false, json = false, special = false;
 };
 
+// The whole input in one string, without the extra copies of a stream buffer: a file is read at
+// its size, stdin in blocks (a 50 MB text costs 50 MB, not several times that).
 std::string read_input(const std::string& path) {
+  std::string s;
+  char block[1 << 16];
   if (path == "-") {
-    std::string s((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
-    LR_CHECK(!std::cin.bad(), "gpt2 tokenize: error while reading stdin");
+    size_t got = 0;
+    while ((got = std::fread(block, 1, sizeof(block), stdin)) > 0) s.append(block, got);
+    LR_CHECK(!std::ferror(stdin), "gpt2 tokenize: error while reading stdin");
     return s;
   }
   std::error_code ec;
   LR_CHECK(!std::filesystem::is_directory(path, ec), "gpt2 tokenize: {} is a folder, not a text file", path);
-  std::ifstream in(path, std::ios::binary);
-  LR_CHECK(in.good(), "gpt2 tokenize: cannot read {}", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  LR_CHECK(f != nullptr, "gpt2 tokenize: cannot read {}", path);
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec) s.reserve(static_cast<size_t>(size));
+  size_t got = 0;
+  while ((got = std::fread(block, 1, sizeof(block), f)) > 0) s.append(block, got);
+  const bool failed = std::ferror(f) != 0;
+  std::fclose(f);
+  LR_CHECK(!failed, "gpt2 tokenize: error while reading {}", path);
+  return s;
 }
 
 // Ids from a JSON array or from whitespace-separated integers; errors say where.
@@ -104,14 +111,22 @@ RunFn register_gpt2_tokenize(CLI::App& gpt2) {
       std::fwrite(bytes.data(), 1, bytes.size(), stdout);
       return kExitOk;
     }
-    const std::vector<int64_t> ids = tok.encode(text, f->special);
-    if (f->json) {
-      std::printf("%s\n", nlohmann::json(ids).dump().c_str());
-    } else {
-      std::string out;
-      for (int64_t id : ids) out += std::to_string(id) + "\n";
-      std::fwrite(out.data(), 1, out.size(), stdout);
-    }
+    // The ids go out as they come (no array of all of them): "[1,2,3]" as nlohmann's dump writes
+    // it, or one per line.
+    std::string out;
+    bool first = true;
+    if (f->json) out += '[';
+    tok.encode_to(text, f->special, [&](const int64_t* ids, size_t n) {
+      for (size_t i = 0; i < n; ++i) {
+        if (f->json && !first) out += ',';
+        first = false;
+        out += std::to_string(ids[i]);
+        if (!f->json) out += '\n';
+      }
+      if (out.size() >= (1 << 16)) std::fwrite(out.data(), 1, out.size(), stdout), out.clear();
+    });
+    if (f->json) out += "]\n";
+    std::fwrite(out.data(), 1, out.size(), stdout);
     return kExitOk;
   };
 }
