@@ -1,18 +1,15 @@
 // PLplot wrappers. PLplot keeps global state, so every figure takes one mutex and draws on a
-// fresh stream into a temporary file that is renamed into place once PLplot has closed it.
+// fresh stream into a temporary file that is renamed into place once PLplot has closed it
+// (detail::Figure, plot_figure.h).
 #include "analysis/plot.h"
 
 #include <plplot.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstdio>
-#include <filesystem>
 #include <mutex>
 
-#include "analysis/plot_lock.h"
+#include "analysis/plot_figure.h"
 #include "core/ops.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -29,28 +26,9 @@ extern "C" const char* __lsan_default_options() {
 #endif
 
 namespace lowrank::analysis {
-
-std::mutex& detail::plplot_mutex() {
-  static std::mutex m;
-  return m;
-}
-
 namespace {
 
-namespace fs = std::filesystem;
-
-std::mutex& g_plot_mutex = detail::plplot_mutex();
-// The first warning PLplot raised (plabort) while drawing the current figure; g_plot_mutex guards it.
-std::string g_plot_warning;
-
-void on_plplot_abort(PLCHAR_VECTOR message) {
-  if (g_plot_warning.empty()) g_plot_warning = message ? message : "unknown PLplot error";
-}
-// PLplot exits the process after a fatal error whatever this returns; say why in our own words.
-int on_plplot_exit(PLCHAR_VECTOR message) {
-  std::fprintf(stderr, "lowrank: error: plot: PLplot failed: %s\n", message ? message : "");
-  return 1;
-}
+using detail::Figure;
 
 // cmap0 slots: background, ink, grid, then the series colours (matplotlib's tab10 cycle), then
 // the grey of reference series.
@@ -78,75 +56,6 @@ void set_colours() {
   plscmap1n(256);
   plscmap1l(1, kViridisPoints, kViridisPos, r, g, b, nullptr);
 }
-
-// One figure: a new PLplot stream rendering into a temporary file next to `path`. finish()
-// closes the stream and renames the file into place; the destructor cleans up after a throw.
-// The caller holds g_plot_mutex for the figure's whole life.
-class Figure {
- public:
-  Figure(const char* op, const std::string& path, int width, int height) : op_(op), path_(path) {
-    LR_CHECK(!path.empty(), "{}: empty output path", op);
-    LR_CHECK(width >= 100 && width <= 10000 && height >= 100 && height <= 10000,
-             "{}: figure size {} x {} pixels outside 100..10000", op, width, height);
-    const fs::path parent = fs::path(path).parent_path();
-    LR_CHECK(parent.empty() || fs::is_directory(parent), "{}: folder '{}' does not exist (writing {})", op,
-             parent.string(), path);
-    static std::atomic<uint64_t> counter{0};
-    tmp_ = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-    // PLplot exits the process when it cannot open its output: find that out here instead.
-    std::FILE* probe = std::fopen(tmp_.c_str(), "wb");
-    LR_CHECK(probe != nullptr, "{}: cannot write '{}'", op, path);
-    std::fclose(probe);
-
-    g_plot_warning.clear();
-    plsexit(on_plplot_exit);
-    plsabort(on_plplot_abort);
-    plmkstrm(&stream_);
-    plsdev("pngcairo");
-    plsfnam(tmp_.c_str());
-    plspage(0.0, 0.0, width, height, 0, 0);
-    set_colours();
-    plinit();
-    open_ = true;
-    plsfont(PL_FCI_SANS, PL_FCI_UPRIGHT, PL_FCI_MEDIUM);
-    pladv(0);
-  }
-  Figure(const Figure&) = delete;
-  Figure& operator=(const Figure&) = delete;
-
-  void finish() {
-    plsstrm(stream_);
-    plend1();
-    open_ = false;
-    std::error_code ec;
-    const bool wrote = fs::exists(tmp_, ec) && fs::file_size(tmp_, ec) > 0;
-    if (!g_plot_warning.empty() || !wrote) {
-      fs::remove(tmp_, ec);
-      LR_FAIL("{}: PLplot could not draw '{}': {}", op_, path_,
-              g_plot_warning.empty() ? "empty output" : g_plot_warning);
-    }
-    fs::rename(tmp_, path_, ec);
-    if (ec) {
-      fs::remove(tmp_, ec);
-      LR_FAIL("{}: cannot move the figure into '{}'", op_, path_);
-    }
-  }
-
-  ~Figure() {
-    if (open_) {
-      plsstrm(stream_);
-      plend1();
-    }
-    std::error_code ec;
-    fs::remove(tmp_, ec);  // a no-op after a successful rename
-  }
-
- private:
-  const char* op_;
-  std::string path_, tmp_;
-  PLINT stream_ = 0;
-  bool open_ = false;
-};
 
 // A tick spacing that gives at most about eight labelled ticks on n integer positions.
 double integer_tick_step(int64_t n) {
@@ -196,6 +105,33 @@ PLINT quietest_corner(const std::vector<std::vector<PLFLT>>& xs, const std::vect
 // PLplot line style of a stroke: 1 is continuous, 3 long dashes, 2 short ones.
 PLINT line_style(Stroke s) {
   return s == Stroke::Solid ? 1 : s == Stroke::Dashed ? 3 : 2;
+}
+
+// The contour of values − reference = 0 through the cell centres (it needs two of them each way),
+// dashed white, over a heatmap drawn with one cell per value centred on x_first.., y_first...
+void draw_reference_contour(const std::vector<double>& values, const std::vector<double>& reference, int64_t rows,
+                            int64_t cols, int64_t x_first, int64_t y_first) {
+  if (rows < 2 || cols < 2) return;
+  std::vector<std::vector<PLFLT>> diff(static_cast<size_t>(cols), std::vector<PLFLT>(static_cast<size_t>(rows)));
+  std::vector<PLFLT*> diff_cols(static_cast<size_t>(cols));
+  std::vector<PLFLT> xg(static_cast<size_t>(cols)), yg(static_cast<size_t>(rows));
+  for (size_t j = 0; j < static_cast<size_t>(cols); ++j) {
+    xg[j] = static_cast<double>(x_first) + static_cast<double>(j);
+    for (size_t i = 0; i < static_cast<size_t>(rows); ++i) {
+      const size_t at = i * static_cast<size_t>(cols) + j;
+      diff[j][i] = values[at] - reference[at];
+    }
+    diff_cols[j] = diff[j].data();
+  }
+  for (size_t i = 0; i < static_cast<size_t>(rows); ++i) yg[i] = static_cast<double>(y_first) + static_cast<double>(i);
+  PLcGrid grid{xg.data(), yg.data(), nullptr, static_cast<PLINT>(cols), static_cast<PLINT>(rows), 0};
+  PLFLT level[1] = {0.0};
+  plcol0(kWhite);
+  plwidth(2.5);
+  pllsty(line_style(Stroke::Dashed));
+  plcont(diff_cols.data(), static_cast<PLINT>(cols), static_cast<PLINT>(rows), 1, static_cast<PLINT>(cols), 1,
+         static_cast<PLINT>(rows), level, 1, pltr1, &grid);
+  pllsty(1);
 }
 
 // Axis labels as plain decimals: PLplot otherwise switches to a shared "(x10^n)" factor once a
@@ -254,38 +190,15 @@ void plot_heatmap(const std::string& path, const std::vector<double>& values, in
   const double x0 = static_cast<double>(opts.x_first) - 0.5, x1 = x0 + static_cast<double>(cols);
   const double y0 = static_cast<double>(opts.y_first) - 0.5, y1 = y0 + static_cast<double>(rows);
 
-  std::lock_guard<std::mutex> lock(g_plot_mutex);
-  Figure fig("plot_heatmap", path, opts.width, opts.height);
+  std::lock_guard<std::mutex> lock(detail::plplot_mutex());
+  Figure fig("plot_heatmap", path, opts.width, opts.height, set_colours);
   plschr(0.0, 1.1);
   plain_axis_labels();
   plvpor(0.14, 0.80, 0.11 + notes_height(opts.notes.size()), 0.90);
   plwind(x0, x1, opts.origin_top ? y1 : y0, opts.origin_top ? y0 : y1);
   plimagefr(columns.data(), static_cast<PLINT>(nx), static_cast<PLINT>(ny), x0, x1, y0, y1, lo, hi, lo, hi, nullptr,
             nullptr);
-  // The contour of values − reference = 0 through the cell centres (it needs two of them each way).
-  if (!opts.reference.empty() && rows >= 2 && cols >= 2) {
-    std::vector<std::vector<PLFLT>> diff(static_cast<size_t>(cols), std::vector<PLFLT>(static_cast<size_t>(rows)));
-    std::vector<PLFLT*> diff_cols(static_cast<size_t>(cols));
-    std::vector<PLFLT> xg(static_cast<size_t>(cols)), yg(static_cast<size_t>(rows));
-    for (size_t j = 0; j < static_cast<size_t>(cols); ++j) {
-      xg[j] = static_cast<double>(opts.x_first) + static_cast<double>(j);
-      for (size_t i = 0; i < static_cast<size_t>(rows); ++i) {
-        const size_t at = i * static_cast<size_t>(cols) + j;
-        diff[j][i] = values[at] - opts.reference[at];
-      }
-      diff_cols[j] = diff[j].data();
-    }
-    for (size_t i = 0; i < static_cast<size_t>(rows); ++i)
-      yg[i] = static_cast<double>(opts.y_first) + static_cast<double>(i);
-    PLcGrid grid{xg.data(), yg.data(), nullptr, static_cast<PLINT>(cols), static_cast<PLINT>(rows), 0};
-    PLFLT level[1] = {0.0};
-    plcol0(kWhite);
-    plwidth(2.5);
-    pllsty(line_style(Stroke::Dashed));
-    plcont(diff_cols.data(), static_cast<PLINT>(cols), static_cast<PLINT>(rows), 1, static_cast<PLINT>(cols), 1,
-           static_cast<PLINT>(rows), level, 1, pltr1, &grid);
-    pllsty(1);
-  }
+  if (!opts.reference.empty()) draw_reference_contour(values, opts.reference, rows, cols, opts.x_first, opts.y_first);
   plcol0(kBlack);
   plwidth(1.0);
   // Minor ticks only between labels that are more than one index apart.
@@ -315,6 +228,125 @@ void plot_heatmap(const std::string& path, const Tensor& matrix, const HeatmapOp
   LR_CHECK(is_floating(matrix.dtype()), "plot_heatmap: needs a float matrix, got {} ({})", dtype_name(matrix.dtype()),
            path);
   plot_heatmap(path, matrix.to_vector<double>(), matrix.size(0), matrix.size(1), opts);
+}
+
+void plot_heatmap_panels(const std::string& path, const std::vector<HeatmapPanel>& panels,
+                         const HeatmapPanelsOptions& opts) {
+  const int64_t n = static_cast<int64_t>(panels.size());
+  LR_CHECK(n >= 1 && n <= 200, "plot_heatmap_panels: {} panels, expected 1..200 ({})", n, path);
+  LR_CHECK(std::isfinite(opts.vmin) && std::isfinite(opts.vmax) && opts.vmin < opts.vmax,
+           "plot_heatmap_panels: colour range [{}, {}] is empty ({})", opts.vmin, opts.vmax, path);
+  LR_CHECK(opts.columns >= 0 && opts.group >= 1, "plot_heatmap_panels: columns {} and group {} ({})", opts.columns,
+           opts.group, path);
+  LR_CHECK(opts.panel_width >= 60 && opts.panel_height >= 60, "plot_heatmap_panels: panels of {} x {} pixels ({})",
+           opts.panel_width, opts.panel_height, path);
+  for (const HeatmapPanel& p : panels) {
+    LR_CHECK(p.rows >= 1 && p.cols >= 1 && static_cast<int64_t>(p.values.size()) == p.rows * p.cols,
+             "plot_heatmap_panels: panel '{}' has {} values for a {} x {} grid ({})", p.title, p.values.size(), p.rows,
+             p.cols, path);
+    for (double v : p.values)
+      LR_CHECK(std::isfinite(v), "plot_heatmap_panels: panel '{}' holds NaN or Inf ({})", p.title, path);
+    LR_CHECK(p.reference.empty() || p.reference.size() == p.values.size(),
+             "plot_heatmap_panels: panel '{}' has {} reference values for a {} x {} grid ({})", p.title,
+             p.reference.size(), p.rows, p.cols, path);
+  }
+  int64_t columns = opts.columns;
+  if (columns == 0) {
+    columns = static_cast<int64_t>(std::ceil(std::sqrt(1.5 * static_cast<double>(n))));
+    columns = (columns + opts.group - 1) / opts.group * opts.group;
+  }
+  columns = std::min(columns, n);
+  const int64_t rows = (n + columns - 1) / columns;
+
+  // Pixel layout: every panel gets room for its title above, tick labels and axis labels left of
+  // and below it; the figure adds its title on top, the colour bar on the right, captions below.
+  const double pw = opts.panel_width, ph = opts.panel_height;
+  const double pad_left = 62, pad_right = 18, pad_top = 30, pad_bottom = 48;
+  const double head = opts.title.empty() ? 20 : 56, bar = 120, foot = 16 + 24 * static_cast<double>(opts.notes.size());
+  const double cell_w = pad_left + pw + pad_right, cell_h = pad_top + ph + pad_bottom;
+  const double width = 10 + static_cast<double>(columns) * cell_w + bar;
+  const double height = head + static_cast<double>(rows) * cell_h + foot;
+  LR_CHECK(width <= 10000 && height <= 10000,
+           "plot_heatmap_panels: {} panels of {} x {} pixels in {} columns make a {:.0f} x {:.0f} figure, over "
+           "10000 pixels ({})",
+           n, opts.panel_width, opts.panel_height, columns, width, height, path);
+  const double lo = opts.vmin, hi = opts.vmax;
+
+  std::lock_guard<std::mutex> lock(detail::plplot_mutex());
+  Figure fig("plot_heatmap_panels", path, static_cast<int>(width), static_cast<int>(height), set_colours);
+  plain_axis_labels();
+  // PLplot's default character height grows with the page; a grid of many panels needs the same
+  // text as a grid of two, so fix the base height in pixels (the scales below are relative to it).
+  PLFLT page_x0 = 0, page_x1 = 0, page_y0 = 0, page_y1 = 0;
+  plgspa(&page_x0, &page_x1, &page_y0, &page_y1);
+  const double mm_per_pixel = (page_x1 - page_x0) / width;
+  const double base_mm = 14.0 * mm_per_pixel;
+  auto text_size = [&](double scale) { plschr(base_mm, scale); };
+  plsmaj(6.0 * mm_per_pixel, 1.0);  // tick lengths, likewise
+  plsmin(3.0 * mm_per_pixel, 1.0);
+  // Normalised page coordinates of a pixel box (y counted from the top).
+  auto viewport = [&](double x0, double y0, double w, double h) {
+    plvpor(x0 / width, (x0 + w) / width, 1.0 - (y0 + h) / height, 1.0 - y0 / height);
+  };
+  for (int64_t k = 0; k < n; ++k) {
+    const HeatmapPanel& p = panels[static_cast<size_t>(k)];
+    const double px = 10 + static_cast<double>(k % columns) * cell_w + pad_left;
+    const double py = head + static_cast<double>(k / columns) * cell_h + pad_top;
+    // One cell per value, as plot_heatmap draws it (plimagefr colours a cell by its lower-left corner).
+    const size_t nx = static_cast<size_t>(p.cols) + 1, ny = static_cast<size_t>(p.rows) + 1;
+    std::vector<std::vector<PLFLT>> data(nx, std::vector<PLFLT>(ny, lo));
+    std::vector<const PLFLT*> cols(nx);
+    for (size_t j = 0; j < nx; ++j) {
+      for (size_t i = 0; i + 1 < ny && j + 1 < nx; ++i)
+        data[j][i] = std::clamp(p.values[i * static_cast<size_t>(p.cols) + j], lo, hi);
+      cols[j] = data[j].data();
+    }
+    const double x0 = static_cast<double>(opts.x_first) - 0.5, x1 = x0 + static_cast<double>(p.cols);
+    const double y0 = static_cast<double>(opts.y_first) - 0.5, y1 = y0 + static_cast<double>(p.rows);
+    viewport(px, py, pw, ph);
+    plwind(x0, x1, y1, y0);  // first row at the top, as a matrix is printed
+    plimagefr(cols.data(), static_cast<PLINT>(nx), static_cast<PLINT>(ny), x0, x1, y0, y1, lo, hi, lo, hi, nullptr,
+              nullptr);
+    if (!p.reference.empty()) draw_reference_contour(p.values, p.reference, p.rows, p.cols, opts.x_first, opts.y_first);
+    plcol0(kBlack);
+    plwidth(1.0);
+    text_size(0.85);
+    const double xstep = integer_tick_step(p.cols), ystep = integer_tick_step(p.rows);
+    plbox("bcnst", xstep, xstep > 1 ? 0 : 1, "bcnstv", ystep, ystep > 1 ? 0 : 1);
+    text_size(1.0);
+    plmtex("b", 3.0, 0.5, 0.5, opts.x_label.c_str());
+    plmtex("l", 3.2, 0.5, 0.5, opts.y_label.c_str());
+    text_size(1.05);
+    plmtex("t", 0.9, 0.5, 0.5, p.title.c_str());
+  }
+
+  // The shared colour bar: a vertical ramp from vmin to vmax beside the grid, labelled on its right.
+  constexpr int kSteps = 256;
+  std::vector<PLFLT> ramp(kSteps + 1);
+  for (int s = 0; s <= kSteps; ++s) ramp[static_cast<size_t>(s)] = lo + (hi - lo) * s / kSteps;
+  const PLFLT* ramp_cols[2] = {ramp.data(), ramp.data()};
+  const double grid_h = static_cast<double>(rows) * cell_h - pad_top - pad_bottom;
+  const double bar_h = std::min(grid_h, std::max(ph, 0.8 * grid_h));
+  viewport(10 + static_cast<double>(columns) * cell_w + 12, head + pad_top + (grid_h - bar_h) / 2, 22, bar_h);
+  plwind(0.0, 1.0, lo, hi);
+  plimagefr(ramp_cols, 2, kSteps + 1, 0.0, 1.0, lo, hi, lo, hi, lo, hi, nullptr, nullptr);
+  plcol0(kBlack);
+  text_size(0.85);
+  plbox("bc", 0, 0, "bcmstv", 0, 0);
+  text_size(1.0);
+  if (!opts.colorbar_label.empty()) plmtex("r", 4.2, 0.5, 0.5, opts.colorbar_label.c_str());
+
+  // Figure title and caption lines, over the whole page.
+  plvpor(0.0, 1.0, 0.0, 1.0);
+  plwind(0.0, width, height, 0.0);  // pixels, y down
+  if (!opts.title.empty()) {
+    text_size(1.35);
+    plptex(width / 2, 30, 1.0, 0.0, 0.5, opts.title.c_str());
+  }
+  text_size(0.9);
+  for (size_t k = 0; k < opts.notes.size(); ++k)
+    plptex(16, height - foot + 14 + 24 * static_cast<double>(k), 1.0, 0.0, 0.0, opts.notes[k].c_str());
+  fig.finish();
 }
 
 void plot_lines(const std::string& path, const std::vector<Series>& series, const LineOptions& opts) {
@@ -354,8 +386,8 @@ void plot_lines(const std::string& path, const std::vector<Series>& series, cons
   LR_CHECK(std::isfinite(ymin) && std::isfinite(ymax) && ymin < ymax, "plot_lines: y range [{}, {}] is empty ({})",
            opts.y_min, opts.y_max, path);
 
-  std::lock_guard<std::mutex> lock(g_plot_mutex);
-  Figure fig("plot_lines", path, opts.width, opts.height);
+  std::lock_guard<std::mutex> lock(detail::plplot_mutex());
+  Figure fig("plot_lines", path, opts.width, opts.height, set_colours);
   plschr(0.0, 1.1);
   plain_axis_labels();
   plvpor(0.10, opts.legend_outside ? 0.58 : 0.96, 0.11 + notes_height(opts.notes.size()), 0.91);

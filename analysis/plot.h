@@ -1,6 +1,7 @@
 // PNG figures through PLplot's cairo driver: heatmaps of a matrix (the LoRA paper's Figure 3 φ
-// grids) and line plots of labelled series (training curves, accuracy vs rank). Files are
-// written atomically; calls are serialised internally and may come from any thread.
+// grids), grids of such heatmaps (one panel per layer × target), and line plots of labelled
+// series (training curves, accuracy vs rank). Files are written atomically; calls are serialised
+// internally and may come from any thread.
 #pragma once
 #include <cstdint>
 #include <limits>
@@ -34,6 +35,33 @@ void plot_heatmap(const std::string& path, const std::vector<double>& values, in
                   const HeatmapOptions& opts = {});
 // A 2-D tensor of any float dtype, device and layout.
 void plot_heatmap(const std::string& path, const Tensor& matrix, const HeatmapOptions& opts = {});
+
+// One panel of a heatmap grid: values rows x cols, row-major, all finite.
+struct HeatmapPanel {
+  std::string title;  // above the panel, e.g. "h.3 value"
+  std::vector<double> values;
+  int64_t rows = 0, cols = 0;
+  std::vector<double> reference = {};  // as HeatmapOptions::reference: a dashed white contour (empty: none)
+};
+
+struct HeatmapPanelsOptions {
+  std::string title;  // over the whole figure
+  std::string x_label = "j", y_label = "i";
+  std::string colorbar_label;
+  double vmin = 0.0, vmax = 1.0;  // one colour scale shared by every panel (φ: 0..1); values are clamped to it
+  int64_t x_first = 1, y_first = 1;
+  // Panels per row; 0 picks about sqrt(1.5·n), rounded up to a multiple of `group` (pass the
+  // number of targets so a row never splits one layer's panels). Panels fill rows in order.
+  int64_t columns = 0, group = 1;
+  int panel_width = 300, panel_height = 260;  // pixels per panel; the figure adds its margins
+  std::vector<std::string> notes = {};        // caption lines under the figure
+};
+
+// One PNG with a grid of heatmaps sharing one colour scale and colour bar, laid out as the LoRA
+// paper's Figures 3 and 4 (one panel per layer × target). 1..200 panels; the figure is at most
+// 10000 pixels each way.
+void plot_heatmap_panels(const std::string& path, const std::vector<HeatmapPanel>& panels,
+                         const HeatmapPanelsOptions& opts = {});
 
 enum class Stroke { Solid, Dashed, Dotted };
 

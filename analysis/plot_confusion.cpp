@@ -1,32 +1,18 @@
-// The confusion-matrix figure: one PLplot stream into a temporary file, renamed into place once
-// PLplot has closed it, under the lock every PLplot figure of the program takes.
+// The confusion-matrix figure, drawn on a detail::Figure (plot_figure.h) under the lock every
+// PLplot figure of the program takes.
 #include "analysis/plot_confusion.h"
 
 #include <plplot.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
-#include <filesystem>
+#include <mutex>
 
-#include "analysis/plot_lock.h"
+#include "analysis/plot_figure.h"
 #include "core/error.h"
 
 namespace lowrank::analysis {
 namespace {
-
-namespace fs = std::filesystem;
-
-std::string g_warning;  // the first PLplot warning of the current figure (guarded by the lock)
-
-void on_abort(PLCHAR_VECTOR message) {
-  if (g_warning.empty()) g_warning = message ? message : "unknown PLplot error";
-}
-int on_exit(PLCHAR_VECTOR message) {
-  std::fprintf(stderr, "lowrank: error: plot: PLplot failed: %s\n", message ? message : "");
-  return 1;
-}
 
 constexpr PLINT kWhite = 0, kBlack = 1;
 // cmap1 from white to matplotlib's "Blues" dark end: zero cells stay white, so the diagonal reads at once.
@@ -34,14 +20,21 @@ constexpr int kPoints = 3;
 constexpr PLFLT kPos[kPoints] = {0.0, 0.5, 1.0};
 constexpr PLFLT kR[kPoints] = {1.0, 0.42, 0.03}, kG[kPoints] = {1.0, 0.68, 0.19}, kB[kPoints] = {1.0, 0.84, 0.42};
 
+void set_colours() {
+  plscmap0n(3);
+  plscol0(kWhite, 255, 255, 255);
+  plscol0(kBlack, 0, 0, 0);
+  plscol0(2, 225, 225, 225);
+  plscmap1n(256);
+  plscmap1l(1, kPoints, kPos, kR, kG, kB, nullptr);
+}
+
 }  // namespace
 
 void plot_confusion(const std::string& path, const std::vector<int64_t>& counts,
                     const std::vector<std::string>& classes, const ConfusionOptions& opts) {
   const size_t K = classes.size();
   LR_CHECK(K >= 1 && counts.size() == K * K, "plot_confusion: {} counts for {} classes ({})", counts.size(), K, path);
-  LR_CHECK(opts.width >= 100 && opts.width <= 10000 && opts.height >= 100 && opts.height <= 10000,
-           "plot_confusion: figure size {} x {} pixels outside 100..10000", opts.width, opts.height);
   std::vector<double> share(K * K, 0.0);
   std::vector<int64_t> row_total(K, 0);
   for (size_t i = 0; i < K; ++i) {
@@ -53,10 +46,6 @@ void plot_confusion(const std::string& path, const std::vector<int64_t>& counts,
       if (row_total[i] > 0)
         share[i * K + j] = static_cast<double>(counts[i * K + j]) / static_cast<double>(row_total[i]);
   }
-  const fs::path parent = fs::path(path).parent_path();
-  LR_CHECK(parent.empty() || fs::is_directory(parent), "plot_confusion: folder '{}' does not exist (writing {})",
-           parent.string(), path);
-
   // plimagefr treats its nx x ny entries as cell corners, colouring each cell by its lower-left
   // one: one extra row and column give exactly one cell per value. Row i (true class i) is drawn
   // at y = i with the first class at the top.
@@ -70,28 +59,7 @@ void plot_confusion(const std::string& path, const std::vector<int64_t>& counts,
   const double n = static_cast<double>(K);
 
   std::lock_guard<std::mutex> lock(detail::plplot_mutex());
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  std::FILE* probe = std::fopen(tmp.c_str(), "wb");  // PLplot exits the process when it cannot open its output
-  LR_CHECK(probe != nullptr, "plot_confusion: cannot write '{}'", path);
-  std::fclose(probe);
-  g_warning.clear();
-  plsexit(on_exit);
-  plsabort(on_abort);
-  PLINT stream = 0;
-  plmkstrm(&stream);
-  plsdev("pngcairo");
-  plsfnam(tmp.c_str());
-  plspage(0.0, 0.0, opts.width, opts.height, 0, 0);
-  plscmap0n(3);
-  plscol0(kWhite, 255, 255, 255);
-  plscol0(kBlack, 0, 0, 0);
-  plscol0(2, 225, 225, 225);
-  plscmap1n(256);
-  plscmap1l(1, kPoints, kPos, kR, kG, kB, nullptr);
-  plinit();
-  plsfont(PL_FCI_SANS, PL_FCI_UPRIGHT, PL_FCI_MEDIUM);
-  pladv(0);
+  detail::Figure fig("plot_confusion", path, opts.width, opts.height, set_colours);
   // Margins that fit the class names written across the axes and the axis titles beyond them
   // (fixed margins cut the titles off the page once the names are long).
   const double name_scale = std::clamp(9.0 / n, 0.5, 1.0), title_scale = 1.1;
@@ -157,18 +125,7 @@ void plot_confusion(const std::string& path, const std::vector<int64_t>& counts,
   plcolorbar(&bar_w, &bar_h, PL_COLORBAR_IMAGE, PL_POSITION_RIGHT | PL_POSITION_OUTSIDE, 0.02, 0.0, 0.04, 1.0, kWhite,
              kBlack, 1, 0.0, 1.0, kBlack, 0.0, 1, label_opts, &label, 1, axis_opts, ticks, sub_ticks, n_values,
              range_ptr);
-  plend1();
-  std::error_code ec;
-  const bool wrote = fs::exists(tmp, ec) && fs::file_size(tmp, ec) > 0;
-  if (!g_warning.empty() || !wrote) {
-    fs::remove(tmp, ec);
-    LR_FAIL("plot_confusion: PLplot could not draw '{}': {}", path, g_warning.empty() ? "empty output" : g_warning);
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    LR_FAIL("plot_confusion: cannot move the figure into '{}'", path);
-  }
+  fig.finish();
 }
 
 }  // namespace lowrank::analysis

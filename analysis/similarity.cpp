@@ -74,6 +74,16 @@ SimilarityGrid subspace_similarity_grid(const Tensor& u1, const Tensor& u2, int6
   return out;
 }
 
+SimilarityGrid phi_chance_grid(int64_t rows, int64_t cols, int64_t n) {
+  LR_CHECK(rows >= 1 && cols >= 1 && n >= std::max(rows, cols),
+           "phi_chance_grid: a {} x {} grid needs bases of at most n = {} vectors", rows, cols, n);
+  SimilarityGrid out{rows, cols, std::vector<double>(static_cast<size_t>(rows * cols))};
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      out.values[static_cast<size_t>(i * cols + j)] = static_cast<double>(std::max(i, j) + 1) / static_cast<double>(n);
+  return out;
+}
+
 Tensor singular_basis(const Tensor& m, AdapterSide side) {
   Svd d = svd(m);
   return side == AdapterSide::RightOfA ? d.vt.mT() : d.u;

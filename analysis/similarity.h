@@ -26,6 +26,10 @@ double subspace_similarity(const Tensor& u1, const Tensor& u2, int64_t i, int64_
 // matmul of the bases and 2-D prefix sums of its squares.
 SimilarityGrid subspace_similarity_grid(const Tensor& u1, const Tensor& u2, int64_t r1 = -1, int64_t r2 = -1);
 
+// φ's chance level: the expected φ(i, j) of two independent uniformly random subspaces of R^n,
+// max(i, j) / n, for every cell of a rows x cols grid (a heatmap's reference contour).
+SimilarityGrid phi_chance_grid(int64_t rows, int64_t cols, int64_t n);
+
 // Which singular vectors stand for an adapter: the right ones of A [r, in] (the paper's choice),
 // or the left ones of B [out, r].
 enum class AdapterSide { RightOfA, LeftOfB };
@@ -34,6 +38,8 @@ enum class AdapterSide { RightOfA, LeftOfB };
 // (LeftOfB: U [m, k]), ordered by singular value; k = min(m, n).
 Tensor singular_basis(const Tensor& m, AdapterSide side);
 // φ grid between two adapter matrices (both A's, or both B's), each reduced to its basis.
+// Both take tensors on any device: the SVD runs where they live (cuSOLVER on CUDA) and only the
+// grid comes back to the CPU. Pass f64 for φ to 1e-6 (f32 SVDs agree to about 1e-5).
 SimilarityGrid adapter_similarity(const Tensor& m1, const Tensor& m2, AdapterSide side = AdapterSide::RightOfA);
 
 }  // namespace lowrank::analysis

@@ -1,4 +1,4 @@
-// The sign convention for singular vectors (svd() itself is core/ops/linalg.cpp).
+// The sign convention for singular vectors and the truncated SVD (svd() itself is core/ops/linalg.cpp).
 #include "analysis/svd.h"
 
 #include <algorithm>
@@ -26,6 +26,21 @@ Svd canonicalize_signs(const Svd& d) {
   }
   Tensor s = Tensor::from_vector(sign, {k}).to(d.u.dtype()).to(d.u.device());
   return Svd{mul(d.u, s), d.s, mul(d.vt, s.unsqueeze(1))};
+}
+
+Tensor TruncatedSvd::reconstruction() const {
+  LR_CHECK(a.defined() && b.defined(), "TruncatedSvd::reconstruction: empty factors");
+  NoGradGuard no_grad;
+  return matmul(b, a);
+}
+
+TruncatedSvd truncated_svd(const Tensor& m, int64_t r) {
+  LR_CHECK(m.defined() && m.dim() == 2, "truncated_svd: needs a 2-D matrix, got {}", m.defined() ? m.shape() : Shape{});
+  LR_CHECK(r >= 1 && r <= std::min(m.size(0), m.size(1)), "truncated_svd: rank {} outside 1..min({}, {}) for {}", r,
+           m.size(0), m.size(1), m.shape());
+  NoGradGuard no_grad;
+  const Svd d = svd(m);  // checks dtype, emptiness and finiteness
+  return TruncatedSvd{d.vt.narrow(0, 0, r).contiguous(), mul(d.u.narrow(1, 0, r), d.s.narrow(0, 0, r)).contiguous()};
 }
 
 }  // namespace lowrank::analysis

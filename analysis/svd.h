@@ -17,4 +17,14 @@ using lowrank::svd;
 // u · diag(s) · vt is unchanged.
 Svd canonicalize_signs(const Svd& d);
 
+// The best rank-r approximation of a matrix (Eckart–Young): its top r singular triplets.
+// a [r, n] = vt[:r], b [m, r] = u[:, :r]·diag(s[:r]), so b·a is the rank-r reconstruction; as an
+// adapter with scale 1 and base_scale 0 it stands for the experiment's svd variant. Same dtype and
+// device as `m` (on CUDA the SVD runs through cuSOLVER). 1 ≤ r ≤ min(rows, cols).
+struct TruncatedSvd {
+  Tensor a, b;
+  Tensor reconstruction() const;  // b · a [m, n]
+};
+TruncatedSvd truncated_svd(const Tensor& m, int64_t r);
+
 }  // namespace lowrank::analysis

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "analysis/plot.h"
+#include "analysis/plot_confusion.h"
 #include "core/ops.h"
 #include "support/errors.h"
 
@@ -199,6 +200,99 @@ TEST_F(Plot, BadInputWritesNothing) {
   EXPECT_TRUE(test::throws_with([&] { plot_lines(path("a.png"), curves(), tiny); }, {"figure size"}));
   EXPECT_TRUE(test::throws_with([&] { plot_lines(path("no/such/folder/a.png"), curves()); }, {"does not exist"}));
   EXPECT_TRUE(listing().empty());
+}
+
+// A φ-like grid with structure (high in the top-left corner, falling with i and j), different per
+// panel, and its chance level max(i, j)/n.
+HeatmapPanel phi_panel(const std::string& title, int64_t rows, int64_t cols, int64_t n, double strength) {
+  HeatmapPanel p{title, {}, rows, cols, {}};
+  for (int64_t i = 1; i <= rows; ++i)
+    for (int64_t j = 1; j <= cols; ++j) {
+      p.values.push_back(strength * std::exp(-0.25 * static_cast<double>(i - 1) - 0.03 * static_cast<double>(j - 1)) +
+                         0.05);
+      p.reference.push_back(static_cast<double>(std::max(i, j)) / static_cast<double>(n));
+    }
+  return p;
+}
+
+std::vector<HeatmapPanel> layer_panels(int64_t layers, int64_t rows, int64_t cols) {
+  std::vector<HeatmapPanel> out;
+  for (int64_t l = 0; l < layers; ++l)
+    for (const char* t : {"query", "value"})
+      out.push_back(
+          phi_panel("h." + std::to_string(l) + " " + t, rows, cols, 768, 0.5 + 0.4 * static_cast<double>(l % 3) / 2.0));
+  return out;
+}
+
+// The LoRA paper's Figures 3 and 4 as grids: one panel per layer × target, one colour bar, captions.
+// The size is the sum of the panels and margins, so it grows with the grid. LOWRANK_KEEP_PLOTS=DIR keeps them.
+TEST_F(Plot, HeatmapPanelsLayOutLayersAndTargets) {
+  HeatmapPanelsOptions o;
+  o.title = "φ(A_r=8, A_r=64, i, j), GPT-2 small";
+  o.colorbar_label = "φ";
+  o.group = 2;
+  o.notes = {"rows i: top-i right singular vectors of A (r = 8); columns j: of A (r = 64)",
+             "white dashes: chance level max(i, j)/768"};
+  plot_heatmap_panels(path("fig3.png"), layer_panels(1, 8, 64), o);  // one layer: q and v side by side
+  const auto [w1, h1] = png_size(path("fig3.png"));
+  o.title = "φ(A_seed1, A_seed2, i, j) at r = 64, i, j ≤ 8";
+  o.notes = {"rows i: top-i right singular vectors of A (seed 1); columns j: of A (seed 2)",
+             "white dashes: chance level max(i, j)/768"};
+  plot_heatmap_panels(path("p12.png"), layer_panels(6, 8, 8), o);
+  const auto [w12, h12] = png_size(path("p12.png"));
+  plot_heatmap_panels(path("p24.png"), layer_panels(12, 8, 8), o);
+  const auto [w24, h24] = png_size(path("p24.png"));
+  // Rows of whole layers: 2 panels -> 1 row of 2; 12 -> 6 columns x 2 rows; 24 -> 6 x 4.
+  EXPECT_LT(w1, w12);
+  EXPECT_LT(h1, h12);
+  EXPECT_EQ(w12, w24);
+  EXPECT_LT(h12, h24);
+  o.columns = 2;
+  plot_heatmap_panels(path("tall.png"), layer_panels(6, 8, 8), o);
+  const auto [wt, ht] = png_size(path("tall.png"));
+  EXPECT_LT(wt, w12);
+  EXPECT_GT(ht, h12);
+  EXPECT_EQ(listing(), (std::vector<std::string>{"fig3.png", "p12.png", "p24.png", "tall.png"}));
+  for (auto n : listing()) EXPECT_GT(fs::file_size(path(n)), 10000u) << n;
+  if (const char* keep = std::getenv("LOWRANK_KEEP_PLOTS"))
+    for (auto n : listing()) fs::copy_file(path(n), fs::path(keep) / n, fs::copy_options::overwrite_existing);
+}
+
+TEST_F(Plot, HeatmapPanelsBadInputWritesNothing) {
+  HeatmapPanelsOptions o;
+  EXPECT_TRUE(test::throws_with([&] { plot_heatmap_panels(path("a.png"), {}, o); }, {"0 panels"}));
+  auto bad = layer_panels(1, 2, 3);
+  bad[1].values.pop_back();
+  EXPECT_TRUE(test::throws_with([&] { plot_heatmap_panels(path("a.png"), bad, o); }, {"'h.0 value'", "5 values"}));
+  bad = layer_panels(1, 2, 3);
+  bad[0].values[2] = NAN;
+  EXPECT_TRUE(test::throws_with([&] { plot_heatmap_panels(path("a.png"), bad, o); }, {"NaN or Inf"}));
+  bad = layer_panels(1, 2, 3);
+  bad[0].reference.pop_back();
+  EXPECT_TRUE(test::throws_with([&] { plot_heatmap_panels(path("a.png"), bad, o); }, {"reference values"}));
+  o.vmin = 1, o.vmax = 1;
+  EXPECT_TRUE(
+      test::throws_with([&] { plot_heatmap_panels(path("a.png"), layer_panels(1, 2, 3), o); }, {"colour range"}));
+  o = {};
+  o.columns = 1, o.panel_height = 3000;
+  EXPECT_TRUE(
+      test::throws_with([&] { plot_heatmap_panels(path("a.png"), layer_panels(2, 2, 3), o); }, {"over 10000 pixels"}));
+  EXPECT_TRUE(test::throws_with([&] { plot_heatmap_panels(path("no/such/a.png"), layer_panels(1, 2, 3)); },
+                                {"does not exist"}));
+  EXPECT_TRUE(listing().empty());
+}
+
+// plot_confusion draws on the same figure helper: a PNG of the requested size, or nothing.
+TEST_F(Plot, ConfusionMatrixFigure) {
+  ConfusionOptions o;
+  o.title = "test set";
+  plot_confusion(path("cm.png"), {5, 1, 0, 2, 7, 1, 0, 0, 0}, {"world", "sports", "business"}, o);
+  EXPECT_EQ(png_size(path("cm.png")), (std::pair<uint32_t, uint32_t>{900, 820}));
+  EXPECT_TRUE(test::throws_with([&] { plot_confusion(path("x.png"), {1, 2, 3}, {"a", "b"}); }, {"3 counts"}));
+  EXPECT_TRUE(test::throws_with([&] { plot_confusion(path("no/x.png"), {1}, {"a"}); }, {"does not exist"}));
+  o.width = 50;
+  EXPECT_TRUE(test::throws_with([&] { plot_confusion(path("x.png"), {1}, {"a"}, o); }, {"figure size"}));
+  EXPECT_EQ(listing(), std::vector<std::string>{"cm.png"});
 }
 
 }  // namespace

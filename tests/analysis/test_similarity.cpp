@@ -168,3 +168,24 @@ TEST(AdapterSimilarity, AllZeroMatrixIsUndefinedNotAGrid) {
     }
   }
 }
+
+// The chance level is what random subspaces give on average: the mean φ of 300 pairs of random
+// 3- and 5-dimensional subspaces of R^20 lies within 10% of max(i, j)/20 in every cell (the seeds
+// are fixed; the standard error of the mean is a few percent).
+TEST(PhiChance, RandomSubspacesAverageToIt) {
+  const int64_t n = 20, r1 = 3, r2 = 5, pairs = 300;
+  const SimilarityGrid chance = lowrank::analysis::phi_chance_grid(r1, r2, n);
+  ASSERT_EQ(chance.rows, r1);
+  ASSERT_EQ(chance.cols, r2);
+  EXPECT_DOUBLE_EQ(chance.at(2, 4), 4.0 / 20.0);
+  EXPECT_DOUBLE_EQ(chance.at(3, 1), 3.0 / 20.0);
+  std::vector<double> mean(static_cast<size_t>(r1 * r2), 0.0);
+  for (int64_t p = 0; p < pairs; ++p) {
+    const Tensor u1 = lowrank::svd(randn({n, r1}, 1000 + p, 0, DType::F64)).u;
+    const Tensor u2 = lowrank::svd(randn({n, r2}, 5000 + p, 0, DType::F64)).u;
+    const SimilarityGrid g = subspace_similarity_grid(u1, u2);
+    for (size_t k = 0; k < mean.size(); ++k) mean[k] += g.values[k] / static_cast<double>(pairs);
+  }
+  for (size_t k = 0; k < mean.size(); ++k) EXPECT_NEAR(mean[k] / chance.values[k], 1.0, 0.1) << k;
+  EXPECT_TRUE(lowrank::test::throws_with([] { lowrank::analysis::phi_chance_grid(3, 30, 20); }, {"n = 20"}));
+}
