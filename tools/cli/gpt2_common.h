@@ -21,5 +21,6 @@ RunFn register_gpt2_tokenize(CLI::App& gpt2);
 RunFn register_gpt2_merge(CLI::App& gpt2);
 RunFn register_gpt2_lora(CLI::App& gpt2);
 RunFn register_gpt2_classify(CLI::App& gpt2);
+RunFn register_gpt2_lora_experiment(CLI::App& gpt2);
 
 }  // namespace lowrank::cli::gpt2
