@@ -264,7 +264,18 @@ void plot_heatmap_panels(const std::string& path, const std::vector<HeatmapPanel
   const double pad_left = 62, pad_right = 18, pad_top = 32, pad_bottom = 56;
   const double head = opts.title.empty() ? 20 : 56, bar = 120, foot = 16 + 24 * static_cast<double>(opts.notes.size());
   const double cell_w = pad_left + pw + pad_right, cell_h = pad_top + ph + pad_bottom;
-  const double width = 10 + static_cast<double>(columns) * cell_w + bar;
+  // Wide enough for the title and caption lines too (a grid of one or two panels is narrow): their
+  // width estimated at 0.8 of PLplot's character height (about a cap height) per code point, above a
+  // sans font's average.
+  double text_w = 0;
+  auto code_points = [](const std::string& t) {
+    return static_cast<double>(std::count_if(t.begin(), t.end(), [](char ch) { return (ch & 0xC0) != 0x80; }));
+  };
+  text_w = std::max(text_w, code_points(opts.title) * 0.8 * 14.0 * 1.35);
+  for (const std::string& line : opts.notes) text_w = std::max(text_w, code_points(line) * 0.8 * 14.0 * 0.9);
+  const double grid_w = static_cast<double>(columns) * cell_w + bar;
+  const double width = std::max(10 + grid_w, text_w + 40);
+  const double left = (width - grid_w) / 2;  // the grid centred under a wider caption
   const double height = head + static_cast<double>(rows) * cell_h + foot;
   LR_CHECK(width <= 10000 && height <= 10000,
            "plot_heatmap_panels: {} panels of {} x {} pixels in {} columns make a {:.0f} x {:.0f} figure, over "
@@ -290,7 +301,7 @@ void plot_heatmap_panels(const std::string& path, const std::vector<HeatmapPanel
   };
   for (int64_t k = 0; k < n; ++k) {
     const HeatmapPanel& p = panels[static_cast<size_t>(k)];
-    const double px = 10 + static_cast<double>(k % columns) * cell_w + pad_left;
+    const double px = left + static_cast<double>(k % columns) * cell_w + pad_left;
     const double py = head + static_cast<double>(k / columns) * cell_h + pad_top;
     // One cell per value, as plot_heatmap draws it (plimagefr colours a cell by its lower-left corner).
     const size_t nx = static_cast<size_t>(p.cols) + 1, ny = static_cast<size_t>(p.rows) + 1;
@@ -327,7 +338,7 @@ void plot_heatmap_panels(const std::string& path, const std::vector<HeatmapPanel
   const PLFLT* ramp_cols[2] = {ramp.data(), ramp.data()};
   const double grid_h = static_cast<double>(rows) * cell_h - pad_top - pad_bottom;
   const double bar_h = std::min(grid_h, std::max(ph, 0.8 * grid_h));
-  viewport(10 + static_cast<double>(columns) * cell_w + 12, head + pad_top + (grid_h - bar_h) / 2, 22, bar_h);
+  viewport(left + static_cast<double>(columns) * cell_w + 12, head + pad_top + (grid_h - bar_h) / 2, 22, bar_h);
   plwind(0.0, 1.0, lo, hi);
   plimagefr(ramp_cols, 2, kSteps + 1, 0.0, 1.0, lo, hi, lo, hi, lo, hi, nullptr, nullptr);
   plcol0(kBlack);

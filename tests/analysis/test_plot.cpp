@@ -252,7 +252,12 @@ TEST_F(Plot, HeatmapPanelsLayOutLayersAndTargets) {
   const auto [wt, ht] = png_size(path("tall.png"));
   EXPECT_LT(wt, w12);
   EXPECT_GT(ht, h12);
-  EXPECT_EQ(listing(), (std::vector<std::string>{"fig3.png", "p12.png", "p24.png", "tall.png"}));
+  // One panel under a long caption: the figure widens to the caption instead of cutting it off.
+  o.columns = 0;
+  o.notes = {std::string(150, 'x')};
+  plot_heatmap_panels(path("one.png"), {phi_panel("h.0 query", 8, 8, 768, 0.9)}, o);
+  EXPECT_GT(png_size(path("one.png")).first, 150u * 7u);
+  EXPECT_EQ(listing(), (std::vector<std::string>{"fig3.png", "one.png", "p12.png", "p24.png", "tall.png"}));
   for (auto n : listing()) EXPECT_GT(fs::file_size(path(n)), 10000u) << n;
   if (const char* keep = std::getenv("LOWRANK_KEEP_PLOTS"))
     for (auto n : listing()) fs::copy_file(path(n), fs::path(keep) / n, fs::copy_options::overwrite_existing);
