@@ -44,9 +44,9 @@ struct Context {
   std::string partial;  // the folder being filled
   mg::TokenData data;
   std::vector<mg::Batch> val_batches;
-  mg::Gpt2LoraSpec spec;                   // targets and layers
-  std::vector<std::string> paths;          // the targeted layers, in adapter order
-  std::map<std::string, Tensor> w;         // each targeted layer's W [out, in], CPU f32
+  mg::Gpt2LoraSpec spec;            // targets and layers
+  std::vector<std::string> paths;   // the targeted layers, in adapter order
+  std::map<std::string, Tensor> w;  // each targeted layer's W [out, in], CPU f32
 };
 
 bool trained(const std::string& method) {
