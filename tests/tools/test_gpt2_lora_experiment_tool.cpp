@@ -93,7 +93,8 @@ TEST_F(Gpt2LoraExperimentTool, SmallRunWritesTablesFiguresAdaptersAndTheCommand)
       if (method != "lora") {
         EXPECT_GE(err, ey - kEckartYoungTol) << x["name"];  // nothing beats the bound
       }
-      EXPECT_GT(l["amplification_random_directions"].get<double>(), 0.0);
+      EXPECT_GT(l["amplification"]["random"]["amplification"].get<double>(), 0.0);
+      EXPECT_EQ(l["amplification"]["rank"], rank);
     }
   }
   // φ panels: r=1 vs r=4 (1 × 4) and seeds 0 vs 1 at r=4 (4 × 4), per layer × target.

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "analysis/delta_report.h"
+#include "analysis/svd.h"
 #include "core/autograd.h"
 #include "core/io/safetensors.h"
 #include "core/ops.h"
@@ -104,6 +105,11 @@ TEST(Gpt2Experiment, SvdVariantErrorIsTheEckartYoungBound) {
           analysis::delta_report(w.at(l.path), l.lora->lora_A(), l.lora->lora_B(), l.lora->scale(), 0.0);
       EXPECT_GT(d.eckart_young_error, 0.01) << l.path;  // a truncation that loses something
       EXPECT_NEAR(d.relative_error, d.eckart_young_error, kEckartYoungTol) << l.path << " r=" << r;
+      // The layer is the analysis' rank-r truncation of W (computed apart from the LoRA code).
+      NoGradGuard ng;
+      const Tensor ours = l.lora->delta_weight().to(DType::F64);
+      const Tensor best = analysis::truncated_svd(w.at(l.path).to(DType::F64), r).reconstruction();
+      EXPECT_LT(max(abs(sub(ours, best))).item(), 1e-5) << l.path << " r=" << r;
     }
   }
 }

@@ -44,10 +44,9 @@ struct Context {
   std::string partial;  // the folder being filled
   mg::TokenData data;
   std::vector<mg::Batch> val_batches;
-  mg::Gpt2LoraSpec spec;                   // targets and layers
-  std::vector<std::string> paths;          // the targeted layers, in adapter order
-  std::map<std::string, Tensor> w;         // each targeted layer's W [out, in], CPU f32
-  std::map<std::string, SvdResult> w_svd;  // and its SVD (Table 7's W directions)
+  mg::Gpt2LoraSpec spec;            // targets and layers
+  std::vector<std::string> paths;   // the targeted layers, in adapter order
+  std::map<std::string, Tensor> w;  // each targeted layer's W [out, in], CPU f32
 };
 
 bool trained(const std::string& method) {
@@ -103,19 +102,6 @@ void check_options(const Gpt2ExperimentOptions& o) {
   }
 }
 
-// ‖W‖-relative amplifications along W's own top-r directions and along random r-frames.
-void table7(const Context& c, const std::string& path, const Tensor& delta, int64_t r, uint64_t seed,
-            Gpt2LayerReport& rep) {
-  NoGradGuard ng;
-  const Tensor& w = c.w.at(path);
-  const SvdResult& d = c.w_svd.at(path);
-  rep.amplification_w_top = gpt2_amplification(w, delta, d.u.slice(1, 0, r), d.vt.slice(0, 0, r).mT());
-  const uint64_t s = kRandomFrameSeed ^ (seed * 0x9E3779B97F4A7C15ull) ^ static_cast<uint64_t>(r);
-  const SvdResult ru = svd(randn({w.size(0), r}, s, 0, DType::F64));
-  const SvdResult rv = svd(randn({w.size(1), r}, s, static_cast<uint64_t>(w.size(0) * r), DType::F64));
-  rep.amplification_random = gpt2_amplification(w, delta, ru.u, rv.u);
-}
-
 Gpt2ExperimentRun run_job(const Context& c, const Gpt2ExperimentJob& job, int64_t index, int64_t total) {
   const Gpt2ExperimentOptions& o = c.o;
   const double t0 = now_seconds();
@@ -155,7 +141,7 @@ Gpt2ExperimentRun run_job(const Context& c, const Gpt2ExperimentJob& job, int64_
     const Tensor A = a.lora_A().detach().to(Device::cpu()).contiguous();
     const Tensor B = a.lora_B().detach().to(Device::cpu()).contiguous();
     rep.delta = analysis::delta_report(c.w.at(l.path), A, B, a.scale(), a.base_scale());
-    table7(c, l.path, mul(matmul(B.to(DType::F64), A.to(DType::F64)), a.scale()), job.rank, job.seed, rep);
+    rep.amplification = analysis::amplification_report(c.w.at(l.path), A, B, a.scale(), kRandomFrameSeed + job.seed);
     if (job.method == "lora") rep.a = A.clone();
     run.layers.push_back(std::move(rep));
   }
@@ -200,7 +186,10 @@ std::string pack_run(const Gpt2ExperimentRun& r) {
   for (const Gpt2LayerReport& l : r.layers) {
     p.str(l.path);
     pack_report(p, l.delta);
-    p.f64(l.amplification_w_top).f64(l.amplification_random).i64(l.a.defined() ? 1 : 0);
+    const analysis::AmplificationReport& m = l.amplification;
+    p.i64(m.out).i64(m.in).i64(m.rank).f64(m.scale).i64(static_cast<int64_t>(m.seed)).f64(m.w_norm).f64(m.delta_norm);
+    for (const auto* d : {&m.delta, &m.w, &m.random}) p.f64(d->projected_w_norm).f64(d->amplification);
+    p.i64(l.a.defined() ? 1 : 0);
     if (l.a.defined()) p.tensor(l.a);
   }
   return p.bytes();
@@ -219,7 +208,10 @@ Gpt2ExperimentRun unpack_run(const std::string& bytes) {
     Gpt2LayerReport& l = r.layers.emplace_back();
     l.path = u.str();
     l.delta = unpack_report(u);
-    l.amplification_w_top = u.f64(), l.amplification_random = u.f64();
+    analysis::AmplificationReport& m = l.amplification;
+    m.out = u.i64(), m.in = u.i64(), m.rank = u.i64(), m.scale = u.f64(), m.seed = static_cast<uint64_t>(u.i64());
+    m.w_norm = u.f64(), m.delta_norm = u.f64();
+    for (auto* d : {&m.delta, &m.w, &m.random}) d->projected_w_norm = u.f64(), d->amplification = u.f64();
     if (u.i64() != 0) l.a = u.tensor();
   }
   return r;
@@ -335,19 +327,9 @@ std::vector<double> train_gpt2_adapters(mg::Gpt2& model, const std::vector<mg::G
   return losses;
 }
 
-double gpt2_amplification(const Tensor& w, const Tensor& delta, const Tensor& u, const Tensor& v) {
-  NoGradGuard ng;
-  const Tensor w64 = w.to(Device::cpu()).to(DType::F64);
-  const Tensor d64 = delta.to(Device::cpu()).to(DType::F64);
-  const Tensor proj = matmul(matmul(u.to(Device::cpu()).to(DType::F64).mT(), w64), v.to(Device::cpu()).to(DType::F64));
-  const double dn = std::sqrt(sum(mul(d64, d64)).item());
-  const double pn = std::sqrt(sum(mul(proj, proj)).item());
-  return pn > 0 ? dn / pn : NAN;
-}
-
 Gpt2ExperimentResult run_gpt2_experiment(const Gpt2ExperimentOptions& options) {
   const double t0 = now_seconds();
-  Context c{options, Device::cpu(), {}, {}, {}, {}, {}, {}, {}};
+  Context c{options, Device::cpu(), {}, {}, {}, {}, {}, {}};
   Gpt2ExperimentOptions& o = c.o;
   if (o.quick) {
     if (o.ranks == Gpt2ExperimentOptions{}.ranks) o.ranks = {1, 8};
@@ -434,7 +416,6 @@ Gpt2ExperimentResult run_gpt2_experiment(const Gpt2ExperimentOptions& options) {
     for (const mg::Gpt2LoraLayer& l : layers) {
       c.paths.push_back(l.path);
       c.w[l.path] = l.lora->base_weight().detach().to(Device::cpu()).to(DType::F32).contiguous();
-      c.w_svd[l.path] = svd(c.w[l.path].to(DType::F64));
       r.replaced_elements += l.lora->in_features() * l.lora->out_features();
     }
     // B = 0: the scaled variant, base_scale · W and no adapter.
@@ -476,7 +457,8 @@ Gpt2ExperimentResult run_gpt2_experiment(const Gpt2ExperimentOptions& options) {
     if (!dist::is_leader()) return r;  // (mpirun) rank 0 reports
     for (const std::string& b : packed) r.runs.push_back(unpack_run(b));
 
-    // φ grids, one panel per layer × target.
+    // φ grids, one panel per layer × target, computed where --device says (cuSOLVER on CUDA), in f64.
+    auto on = [&](const Tensor& a) { return a.to(DType::F64).to(c.device); };
     r.grid_rank_large = *std::max_element(o.ranks.begin(), o.ranks.end());
     r.grid_rank_small = std::find(o.ranks.begin(), o.ranks.end(), 8) != o.ranks.end() && r.grid_rank_large != 8
                             ? 8
@@ -487,11 +469,13 @@ Gpt2ExperimentResult run_gpt2_experiment(const Gpt2ExperimentOptions& options) {
       const Gpt2ExperimentRun* small = find_run(r, "lora", r.grid_rank_small, o.seeds[0]);
       const Gpt2ExperimentRun* large = find_run(r, "lora", r.grid_rank_large, o.seeds[0]);
       if (small && large && r.grid_rank_small != r.grid_rank_large)
-        p.ranks = crop(analysis::adapter_similarity(small->layers[k].a, large->layers[k].a), kGridMax, kGridMax);
+        p.ranks =
+            crop(analysis::adapter_similarity(on(small->layers[k].a), on(large->layers[k].a)), kGridMax, kGridMax);
       if (o.seeds.size() > 1) {
         const Gpt2ExperimentRun* other = find_run(r, "lora", r.grid_rank_large, o.seeds[1]);
         if (large && other)
-          p.seeds = crop(analysis::adapter_similarity(large->layers[k].a, other->layers[k].a), kGridMax, kGridMax);
+          p.seeds =
+              crop(analysis::adapter_similarity(on(large->layers[k].a), on(other->layers[k].a)), kGridMax, kGridMax);
       }
       r.panels.push_back(std::move(p));
     }

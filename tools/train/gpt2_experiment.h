@@ -69,14 +69,13 @@ struct Gpt2ExperimentJob {
 // every rank, first seed; svd at every rank.
 std::vector<Gpt2ExperimentJob> gpt2_experiment_jobs(const Gpt2ExperimentOptions& options);
 
-// One targeted layer of one job: the ΔW-vs-W report against the base's W, the amplification of
-// §7.3 along W's own top-r directions and random ones (Table 7's other rows), and its A [r, in].
+// One targeted layer of one job: the ΔW-vs-W report against the base's W, the LoRA paper's Table 7
+// (‖ΔW‖_F / ‖Uᵀ W V‖_F along ΔW's own, W's top-r and random directions), and its A [r, in].
 struct Gpt2LayerReport {
   std::string path;  // "h.0.attn.query"
   analysis::DeltaReport delta;
-  double amplification_w_top = 0;   // ‖ΔW‖_F / ‖U_Wᵀ W V_W‖_F over W's own top-r directions
-  double amplification_random = 0;  // the same over random orthonormal r-frames
-  Tensor a;                         // lora runs only (the φ grids): A, CPU f32
+  analysis::AmplificationReport amplification;
+  Tensor a;  // lora runs only (the φ grids): A, CPU f32
 };
 
 struct Gpt2ExperimentRun {
@@ -138,9 +137,6 @@ std::vector<double> train_gpt2_adapters(models::gpt2::Gpt2& model,
 // so the layer is W's rank-r truncation) and the training every trained job uses.
 nn::LoraConfig gpt2_experiment_lora(const Gpt2ExperimentOptions& options, const Gpt2ExperimentJob& job);
 Gpt2AdapterTraining gpt2_experiment_training(const Gpt2ExperimentOptions& options, const Gpt2ExperimentJob& job);
-
-// ‖ΔW‖_F / ‖Uᵀ W V‖_F over the orthonormal frames u [out, r], v [in, r]: §7.3's amplification.
-double gpt2_amplification(const Tensor& w, const Tensor& delta, const Tensor& u, const Tensor& v);
 
 // The results table as Markdown (written to results.md and printed), and results.json.
 std::string gpt2_experiment_table(const Gpt2ExperimentOptions& options, const Gpt2ExperimentResult& r);

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "analysis/plot.h"
+#include "models/gpt2/adapter.h"
 #include "tools/train/gpt2_experiment.h"
 #include "tools/train/lora_experiment.h"
 
@@ -73,6 +74,10 @@ std::string seeds_text(const std::vector<uint64_t>& seeds) {
   return s;
 }
 
+size_t mg_targets(const std::string& csv) {
+  return models::gpt2::parse_lora_targets(csv).size();
+}
+
 const char* method_text(const std::string& m) {
   if (m == "lora") return "lora: frozen base x base_scale + LoRA";
   if (m == "compress") return "compress: base_scale 1 -> 0, LoRA carries the layer";
@@ -121,17 +126,23 @@ std::string gpt2_experiment_table(const Gpt2ExperimentOptions& o, const Gpt2Expe
   for (const char* m : kGpt2ExperimentMethods) md << "- " << method_text(m) << "\n";
 
   md << "\n## Amplification (the LoRA paper's Table 7)\n\n";
-  md << "‖ΔW‖_F / ‖Uᵀ W V‖_F, U and V the top-r directions of ΔW itself, of W, or random; mean over the layers "
-        "and seeds of the lora runs. A large factor along ΔW's own directions means ΔW amplifies directions W "
-        "hardly uses.\n\n";
-  md << "| rank | ΔW's directions | W's top-r | random |\n|---:|---:|---:|---:|\n";
+  md << "‖Uᵀ W V‖_F with U, V the top-r directions of ΔW itself, of W, or random, and in brackets the "
+        "amplification factor ‖ΔW‖_F / ‖Uᵀ W V‖_F; means over the layers and seeds of the lora runs. ΔW amplifies "
+        "directions W hardly uses when its own directions carry little of W (a factor well above W's).\n\n";
+  md << "| rank | ‖ΔW‖_F | ‖W‖_F | ΔW's directions | W's top-r | random |\n|---:|---:|---:|---:|---:|---:|\n";
   for (int64_t rank : o.ranks) {
     const auto runs = runs_of(r, "lora", rank);
     if (runs.empty()) continue;
     auto m = [&](auto f) { return runs_mean(runs, [&](const Gpt2ExperimentRun& x) { return layer_mean(x, f); }); };
-    md << "| " << rank << " | " << fmt(m([](const Gpt2LayerReport& l) { return l.delta.amplification; }), 2) << " | "
-       << fmt(m([](const Gpt2LayerReport& l) { return l.amplification_w_top; }), 2) << " | "
-       << fmt(m([](const Gpt2LayerReport& l) { return l.amplification_random; }), 2) << " |\n";
+    auto cell = [&](auto dir) {
+      return fmt(m([&](const Gpt2LayerReport& l) { return dir(l.amplification).projected_w_norm; }), 3) + " (x" +
+             fmt(m([&](const Gpt2LayerReport& l) { return dir(l.amplification).amplification; }), 2) + ")";
+    };
+    using A = analysis::AmplificationReport;
+    md << "| " << rank << " | " << fmt(m([](const Gpt2LayerReport& l) { return l.amplification.delta_norm; }), 3)
+       << " | " << fmt(m([](const Gpt2LayerReport& l) { return l.amplification.w_norm; }), 3) << " | "
+       << cell([](const A& x) { return x.delta; }) << " | " << cell([](const A& x) { return x.w; }) << " | "
+       << cell([](const A& x) { return x.random; }) << " |\n";
   }
 
   md << "\n## Subspace similarity φ (Figures 3 and 4)\n\n";
@@ -155,12 +166,8 @@ std::string gpt2_experiment_json(const Gpt2ExperimentOptions& o, const Gpt2Exper
   for (const Gpt2ExperimentRun& x : r.runs) {
     json layers = json::array();
     for (const Gpt2LayerReport& l : x.layers) {
-      json d = l.delta;
-      layers.push_back({{"path", l.path},
-                        {"delta", d},
-                        {"amplification_delta_directions", num(l.delta.amplification)},
-                        {"amplification_w_directions", num(l.amplification_w_top)},
-                        {"amplification_random_directions", num(l.amplification_random)}});
+      json d = l.delta, a = l.amplification;
+      layers.push_back({{"path", l.path}, {"delta", d}, {"amplification", a}});
     }
     runs.push_back({{"name", x.job.name()},
                     {"method", x.job.method},
@@ -250,32 +257,36 @@ std::vector<std::string> write_gpt2_experiment_figures(const std::string& dir, c
     analysis::plot_lines((fig / name).string(), {mean_s}, lo);
     files.push_back("figures/" + name);
   }
-  // φ heatmaps, one per layer × target and grid.
-  for (const Gpt2PhiPanel& p : r.panels) {
-    auto draw = [&](const analysis::SimilarityGrid& g, const std::string& kind, const std::string& title,
-                    const std::string& x_label, const std::string& y_label) {
-      if (g.values.empty()) return;
-      analysis::HeatmapOptions h;
-      h.title = title;
-      h.x_label = x_label, h.y_label = y_label;
-      h.colorbar_label = "φ";
-      h.vmin = 0, h.vmax = 1;
-      h.reference = chance_values(g, r.n_embd);
-      h.notes = {
-          detail::format("{}: normalized subspace similarity of the adapters' A (right singular vectors)", p.path),
-          detail::format("dashed white contour: chance, max(i, j)/{} for random subspaces", r.n_embd)};
-      const std::string name = detail::format("phi_{}_{}.png", kind, p.path);
-      analysis::plot_heatmap((fig / name).string(), g.values, g.rows, g.cols, h);
-      files.push_back("figures/" + name);
-    };
-    draw(p.ranks, "ranks", detail::format("{}: φ(A_r={}, A_r={}, i, j)", p.path, r.grid_rank_small, r.grid_rank_large),
+  // φ heatmaps: one figure per grid, one panel per layer × target (the paper's Figures 3 and 4).
+  auto panels = [&](bool seeds, const std::string& name, const std::string& title, const std::string& x_label,
+                    const std::string& y_label) {
+    std::vector<analysis::HeatmapPanel> ps;
+    for (const Gpt2PhiPanel& p : r.panels) {
+      const analysis::SimilarityGrid& g = seeds ? p.seeds : p.ranks;
+      if (g.values.empty()) continue;
+      const size_t dot = p.path.find('.', 2);
+      ps.push_back({p.path.substr(0, dot) + " " + p.path.substr(p.path.rfind('.') + 1), g.values, g.rows, g.cols,
+                    chance_values(g, r.n_embd)});
+    }
+    if (ps.empty()) return;
+    analysis::HeatmapPanelsOptions h;
+    h.title = title;
+    h.x_label = x_label, h.y_label = y_label;
+    h.colorbar_label = "φ";
+    h.group = static_cast<int64_t>(mg_targets(o.targets));
+    h.notes = {
+        "normalized subspace similarity of the adapters' A (right singular vectors), one panel per block x target",
+        detail::format("dashed white contour: chance, max(i, j)/{} for random subspaces of R^{}", r.n_embd, r.n_embd)};
+    analysis::plot_heatmap_panels((fig / name).string(), ps, h);
+    files.push_back("figures/" + name);
+  };
+  panels(false, "phi_ranks.png",
+         detail::format("φ(A_r={}, A_r={}, i, j), seed {}", r.grid_rank_small, r.grid_rank_large, o.seeds.front()),
          detail::format("j (r={})", r.grid_rank_large), detail::format("i (r={})", r.grid_rank_small));
-    draw(p.seeds, "seeds",
-         detail::format("{}: φ(A_seed{}, A_seed{}, i, j), r={}", p.path, o.seeds.front(),
-                        o.seeds.size() > 1 ? o.seeds[1] : 0, r.grid_rank_large),
-         detail::format("j (seed {})", o.seeds.size() > 1 ? o.seeds[1] : 0),
-         detail::format("i (seed {})", o.seeds.front()));
-  }
+  if (o.seeds.size() > 1)
+    panels(true, "phi_seeds.png",
+           detail::format("φ(A_seed{}, A_seed{}, i, j) at r={}", o.seeds[0], o.seeds[1], r.grid_rank_large),
+           detail::format("j (seed {})", o.seeds[1]), detail::format("i (seed {})", o.seeds[0]));
   return files;
 }
 
