@@ -10,8 +10,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
@@ -210,7 +210,8 @@ TEST(Gpt2TokenizerHostile, LongGpt2PiecesEqualTheStringBpe) {
     for (size_t i = 0; i < sym.size();) {
       const size_t len = static_cast<unsigned char>(sym[i]) < 0x80 ? 1 : 2;
       uint32_t cp = len == 1 ? static_cast<unsigned char>(sym[i])
-                             : ((static_cast<unsigned char>(sym[i]) & 0x1F) << 6) | (static_cast<unsigned char>(sym[i + 1]) & 0x3F);
+                             : ((static_cast<unsigned char>(sym[i]) & 0x1F) << 6) |
+                                   (static_cast<unsigned char>(sym[i + 1]) & 0x3F);
       out += static_cast<char>(models::gpt2::symbol_to_byte(cp));
       i += len;
     }
@@ -288,8 +289,8 @@ TEST(Gpt2TokenizerHostile, WindowedSplitOfInvalidBytesFindsTheSamePieces) {
   // word) are put at every offset around the first window's end; a piece longer than a window
   // (the window grows and is freed before the merge) comes last.
   const Tokenizer& t = gpt2();
-  const std::vector<std::string> parts = {"'re", "'ll", " x", "  ", "   y", "\xff", "\xc3", "'", "r", "e",
-                                          "12", "\xe4\xb8\xad", " !", "\n\n", "\xe2\x80\xa8", "ab"};
+  const std::vector<std::string> parts = {"'re", "'ll", " x", "  ",           "   y", "\xff", "\xc3",         "'",
+                                          "r",   "e",   "12", "\xe4\xb8\xad", " !",   "\n\n", "\xe2\x80\xa8", "ab"};
   std::mt19937 rng(10);
   auto clean_of = [](std::string s) {
     for (size_t i = 0; i < s.size();) {

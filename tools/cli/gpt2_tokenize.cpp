@@ -1,6 +1,7 @@
 // `lowrank gpt2 tokenize [FILE]`: text (a file or stdin) to GPT-2 token ids, one per line or as one
 // JSON array; with --decode, ids (one per line, whitespace-separated, or a JSON array) back to the
 // raw bytes they stand for.
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -118,9 +119,11 @@ RunFn register_gpt2_tokenize(CLI::App& gpt2) {
     if (f->json) out += '[';
     tok.encode_to(text, f->special, [&](const int64_t* ids, size_t n) {
       for (size_t i = 0; i < n; ++i) {
+        char digits[24];
+        const auto end = std::to_chars(digits, digits + sizeof(digits), ids[i]).ptr;
         if (f->json && !first) out += ',';
         first = false;
-        out += std::to_string(ids[i]);
+        out.append(digits, end);
         if (!f->json) out += '\n';
       }
       if (out.size() >= (1 << 16)) std::fwrite(out.data(), 1, out.size(), stdout), out.clear();
