@@ -11,6 +11,8 @@
 #include <memory>
 #include <vector>
 
+#include "bench/gpt2_steps.h"
+#include "bench/paired.h"
 #include "core/device.h"
 #include "core/ops.h"
 #include "core/threads.h"
@@ -18,7 +20,6 @@
 #include "models/gpt2/model.h"
 #include "optim/adam.h"
 #include "optim/clip.h"
-#include "paired.h"
 
 using namespace lowrank;
 namespace mg = lowrank::models::gpt2;
@@ -27,13 +28,7 @@ namespace {
 
 constexpr int64_t kBatch = 8;
 
-Tensor random_ids(int64_t b, int64_t t, int64_t vocab, uint64_t seed) {
-  NoGradGuard ng;
-  std::vector<float> u = rand({b, t}, seed).to_vector<float>();
-  std::vector<int64_t> ids(u.size());
-  for (size_t i = 0; i < u.size(); ++i) ids[i] = static_cast<int64_t>(u[i] * static_cast<float>(vocab)) % vocab;
-  return Tensor::from_vector(ids, {b, t});
-}
+using bench::random_ids;
 
 struct Trainer {
   mg::Config cfg;

@@ -15,68 +15,17 @@
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
-#include <memory>
-#include <vector>
-
+#include "bench/gpt2_steps.h"
 #include "bench/paired.h"
-#include "core/ops.h"
 #include "core/threads.h"
-#include "models/gpt2/adapter.h"
-#include "models/gpt2/model.h"
-#include "optim/adam.h"
-#include "optim/clip.h"
 
 using namespace lowrank;
-namespace mg = lowrank::models::gpt2;
+using bench::FineTuneStep;
+using bench::random_ids;
 
 namespace {
 
 const char* const kPresets[] = {"small", "gpt2"};
-
-Tensor random_ids(int64_t b, int64_t t, int64_t vocab, uint64_t seed) {
-  NoGradGuard ng;
-  std::vector<float> u = rand({b, t}, seed).to_vector<float>();
-  std::vector<int64_t> ids(u.size());
-  for (size_t i = 0; i < u.size(); ++i) ids[i] = static_cast<int64_t>(u[i] * static_cast<float>(vocab)) % vocab;
-  return Tensor::from_vector(ids, {b, t});
-}
-
-// A model and its optimizer for one kind of step. Dropout 0 (the configs' 0.1 would add masks
-// that both kinds pay alike).
-struct StepRunner {
-  std::unique_ptr<mg::Gpt2> model;
-  std::unique_ptr<optim::AdamW> opt;
-
-  StepRunner(const std::string& preset, bool lora) {
-    mg::Config cfg = mg::Config::preset(preset);
-    cfg.dropout = 0.0;
-    nn::Generator gen(0);
-    model = std::make_unique<mg::Gpt2>(cfg, gen);
-    if (lora) {
-      mg::Gpt2LoraSpec spec;  // query + value
-      spec.lora.r = 8;
-      spec.lora.alpha = 16;
-      mg::inject_gpt2_lora(*model, spec);
-    }
-    optim::NamedParameters params;
-    for (auto& [name, p] : model->named_parameters())
-      if (p.requires_grad()) params.emplace_back(name, p);
-    opt = std::make_unique<optim::AdamW>(params, optim::AdamOptions{.lr = 1e-4, .beta2 = 0.95, .weight_decay = 0.0});
-  }
-  void step(const Tensor& x, const Tensor& y) {
-    Tensor loss = model->loss(x, y);
-    opt->zero_grad();
-    loss.backward();
-    optim::clip_grad_norm(opt->parameters(), 1.0);
-    opt->step();
-    benchmark::DoNotOptimize(loss.item());
-  }
-  int64_t optimizer_bytes() const {
-    int64_t n = 0;
-    for (auto& [name, t] : opt->state_dict()) n += static_cast<int64_t>(t.nbytes());
-    return n;
-  }
-};
 
 double peak_rss_mib() {
   rusage u{};
@@ -88,10 +37,12 @@ void BM_LoraVsFull(benchmark::State& state) {
   const std::string preset = kPresets[state.range(0)];
   const int64_t batch = state.range(1), seq = state.range(2);
   set_num_threads(static_cast<int>(state.range(3)));
-  StepRunner lora(preset, true), full(preset, false);
+  FineTuneStep lora(preset, true), full(preset, false);
   const int64_t vocab = lora.model->config().vocab_size;
   const Tensor x = random_ids(batch, seq, vocab, 1), y = random_ids(batch, seq, vocab, 2);
-  auto timed = [&](bool is_lora) { return bench::time_once([&] { (is_lora ? lora : full).step(x, y); }, [] {}); };
+  auto timed = [&](bool is_lora) {
+    return bench::time_once([&] { benchmark::DoNotOptimize((is_lora ? lora : full).step(x, y)); }, [] {});
+  };
   const bench::PairedMedians m = bench::run_pairs(state, timed, 20.0);
   const auto tokens = static_cast<double>(batch * seq);
   state.counters["lora_tokens/s"] = tokens / m.fused;
@@ -119,10 +70,10 @@ void BM_StepPeakRss(benchmark::State& state) {
   const bool is_lora = state.range(0) != 0;
   const std::string preset = kPresets[state.range(1)];
   const int64_t batch = state.range(2), seq = state.range(3);
-  StepRunner r(preset, is_lora);
+  FineTuneStep r(preset, is_lora);
   const int64_t vocab = r.model->config().vocab_size;
   const Tensor x = random_ids(batch, seq, vocab, 1), y = random_ids(batch, seq, vocab, 2);
-  for (auto _ : state) r.step(x, y);
+  for (auto _ : state) benchmark::DoNotOptimize(r.step(x, y));
   state.counters["peak_rss_MiB"] = peak_rss_mib();
   state.counters["optimizer_MiB"] = static_cast<double>(r.optimizer_bytes()) / 1048576.0;
   state.SetLabel(std::string(is_lora ? "lora " : "full ") + preset);

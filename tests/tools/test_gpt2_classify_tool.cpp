@@ -11,8 +11,10 @@
 #include "models/gpt2/checkpoint.h"
 #include "models/gpt2/model.h"
 #include "support/byte_vocab.h"
+#include "support/files.h"
 #include "support/tool_runner.h"
 
+using lowrank::test::read_bytes;
 using lowrank::test::shell_quoted;
 using lowrank::test::ToolResult;
 namespace fs = std::filesystem;
@@ -121,6 +123,46 @@ TEST_F(Gpt2ClassifyTool, EveryModeLearnsTheToyTaskAndWritesItsOutputs) {
   ToolResult again = run("gpt2 classify --data " + p("toy.tsv") + common() + " --out " + p("out") + " --mode probe");
   EXPECT_EQ(again.rc, 2) << again.err;
   EXPECT_NE(again.err.find("--overwrite"), std::string::npos) << again.err;
+}
+
+TEST_F(Gpt2ClassifyTool, ResumeGivesTheSameWeightsBitForBit) {
+  const std::string flags = " --data " + p("toy.tsv") + common() + " --steps 12 --lr 1e-2 --rank 2 --alpha 4";
+  ASSERT_EQ(run("gpt2 classify" + flags + " --mode lora,full --out " + p("whole")).rc, 0);
+  // Stopped in the LoRA run: a checkpoint, a line that says how to go on, no results yet.
+  const ToolResult stop = run("gpt2 classify" + flags + " --mode lora,full --out " + p("halves") + " --stop-at 5");
+  ASSERT_EQ(stop.rc, 0) << stop.err;
+  EXPECT_NE(stop.out.find("stopped: lora at step 5 of 12"), std::string::npos) << stop.out;
+  EXPECT_TRUE(fs::is_directory(dir_ / "halves" / "lora" / "checkpoint-5"));
+  EXPECT_FALSE(fs::exists(dir_ / "halves" / "results.json"));
+  EXPECT_FALSE(fs::exists(dir_ / "halves" / "full"));
+  const ToolResult go_on = run("gpt2 classify" + flags + " --mode lora,full --resume " + p("halves") + " --json");
+  ASSERT_EQ(go_on.rc, 0) << go_on.err;
+  EXPECT_EQ(json::parse(go_on.out)["modes"][0]["resumed_from_step"], 5);
+  // Stopped in a full fine-tuning run: its whole model goes on.
+  ASSERT_EQ(run("gpt2 classify" + flags + " --mode full --out " + p("f") + " --stop-at 7").rc, 0);
+  ASSERT_EQ(run("gpt2 classify" + flags + " --mode full --resume " + p("f")).rc, 0);
+  for (const char* file : {"lora/adapter_model.safetensors", "lora/score.safetensors", "full/model.safetensors",
+                           "full/score.safetensors"}) {
+    SCOPED_TRACE(file);
+    const std::string whole = read_bytes(dir_ / "whole" / file);
+    ASSERT_FALSE(whole.empty());
+    EXPECT_EQ(read_bytes(dir_ / "halves" / file), whole);
+    if (std::string(file).rfind("full/", 0) == 0) {
+      EXPECT_EQ(read_bytes(dir_ / "f" / file), whole);
+    }
+  }
+  // Resuming a finished run trains nothing and scores what it holds: the accuracies come back.
+  const json done =
+      json::parse(run("gpt2 classify" + flags + " --mode lora,full --resume " + p("halves") + " --json").out);
+  const json first = json::parse(read_bytes(dir_ / "whole" / "results.json"));
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_EQ(done["modes"][k]["resumed_from_step"], 12);
+    EXPECT_EQ(done["modes"][k]["test"], first["modes"][k]["test"]);
+  }
+  // Other flags than the stopped run's, a folder with no run, --resume with --out: refused.
+  expect_usage_error(run("gpt2 classify" + flags + " --rank 3 --mode lora --resume " + p("halves")), "rank");
+  expect_one_line_error(run("gpt2 classify" + flags + " --resume " + p("nothing")), "no checkpoint");
+  expect_usage_error(run("gpt2 classify" + flags + " --resume " + p("halves") + " --out " + p("x")), "--out");
 }
 
 TEST_F(Gpt2ClassifyTool, FolderOfClassesAndTheTable) {

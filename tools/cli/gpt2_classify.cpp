@@ -68,8 +68,26 @@ RunFn register_gpt2_classify(CLI::App& gpt2) {
   sub->add_option("--seed", o.seed, "seed of the head, the adapters and the batches")
       ->check(unsigned_int())
       ->capture_default_str();
-  sub->add_option("--out", o.out, std::string("output folder (default: ") + train::kClassifyDefaultOut + ")");
-  sub->add_flag("--overwrite", o.overwrite, "replace the runs already in the output folder");
+  auto* out =
+      sub->add_option("--out", o.out, std::string("output folder (default: ") + train::kClassifyDefaultOut + ")");
+  auto* overwrite = sub->add_flag("--overwrite", o.overwrite, "replace the runs already in the output folder");
+  sub->add_option("--resume", o.resume,
+                  "continue a stopped run in its output folder: each mode goes on from its newest checkpoint (the "
+                  "same result, bit for bit, at the same thread count); give the run's other flags again")
+      ->excludes(out)
+      ->excludes(overwrite);
+  sub->add_option("--stop-at", o.stop_at,
+                  "stop (with a checkpoint) when a mode reaches this step; its schedule still spans all steps, and "
+                  "--resume goes on from there")
+      ->check(non_negative_int());
+  sub->add_option("--max-time", o.max_time,
+                  "stop (with a checkpoint) before another step would pass this many seconds since the start (0: no "
+                  "limit); --resume goes on from there")
+      ->check(non_negative_number())
+      ->capture_default_str();
+  sub->add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints of a mode (0: at its end only)")
+      ->check(non_negative_int())
+      ->capture_default_str();
   add_vocab_option(sub, o.vocab);
   add_device_options(sub, o.device, o.threads);
   add_json_flag(sub, f->json);
@@ -78,6 +96,15 @@ RunFn register_gpt2_classify(CLI::App& gpt2) {
     train::ClassifyOptions o = f->o;
     o.progress = o.log = !f->quiet;
     const train::ClassifyResult r = train::run_classify(o);
+    if (r.stopped_early) {
+      const train::ClassifyModeResult& m = r.modes.back();
+      if (f->json)
+        std::printf("%s\n", train::classify_json(o, r).c_str());
+      else
+        std::printf("stopped: %s at step %lld of %lld; go on with the same flags and --resume %s\n", m.mode.c_str(),
+                    static_cast<long long>(m.final_step), static_cast<long long>(m.steps), r.out_dir.c_str());
+      return kExitOk;
+    }
     if (f->json) {
       std::printf("%s\n", train::classify_json(o, r).c_str());
     } else {

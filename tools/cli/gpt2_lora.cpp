@@ -92,37 +92,11 @@ RunFn register_gpt2_lora(CLI::App& gpt2) {
       ->check(non_negative_number())
       ->capture_default_str();
   sub->add_option("--stop-at", o.stop_at, "stop (with a checkpoint) on reaching this step")->check(non_negative_int());
-  sub->add_option("--batch", o.batch, "sequences per step")->check(positive_int())->capture_default_str();
-  sub->add_option("--seq-len", o.seq_len, "tokens per sequence (0: the model's context)")
-      ->check(non_negative_int())
-      ->capture_default_str();
   sub->add_option("--lr", o.lr, "peak learning rate of the adapters")->check(positive_number())->capture_default_str();
-  sub->add_option("--min-lr", o.min_lr, "learning rate at the end of the cosine")
-      ->check(non_negative_number())
-      ->capture_default_str();
-  sub->add_option("--warmup", o.warmup, "linear warmup steps (default: min(100, steps / 10))")
-      ->check(non_negative_int());
   sub->add_option("--weight-decay", o.weight_decay, "AdamW weight decay")
       ->check(non_negative_number())
       ->capture_default_str();
-  sub->add_option("--grad-clip", o.grad_clip, "clip the global gradient norm to this (0: off)")
-      ->check(non_negative_number())
-      ->capture_default_str();
-  sub->add_option("--val-fraction", o.val_fraction, "share of documents held out for validation")
-      ->check(fraction_below_one())
-      ->capture_default_str();
-  sub->add_option("--val-every", o.val_every, "steps between validation passes (0: at the start and end only)")
-      ->check(non_negative_int())
-      ->capture_default_str();
-  sub->add_option("--val-batches", o.val_batches, "validation batches per pass (0: the whole split)")
-      ->check(non_negative_int())
-      ->capture_default_str();
-  sub->add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints (0: at the end only)")
-      ->check(non_negative_int())
-      ->capture_default_str();
-  sub->add_option("--log-every", o.log_every, "steps per line of training loss")
-      ->check(positive_int())
-      ->capture_default_str();
+  add_gpt2_loop_options(sub, o);
   sub->add_option("--seed", o.seed, "seed of the adapters' init, the batches and dropout")
       ->check(unsigned_int())
       ->capture_default_str();

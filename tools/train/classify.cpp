@@ -35,6 +35,9 @@ namespace {
 
 constexpr uint64_t kHeadSeedSalt = 0x9E3779B97F4A7C15ull;  // the head's init stream: not the batches'
 constexpr uint64_t kLoraSeedSalt = 0xD1B54A32D192ED03ull;  // each adapter's own stream
+// A checkpoint's LoRA adapters under our layer names (what --resume loads; the PEFT file beside
+// it has the fused c_attn names).
+constexpr const char* kClassifyAdapterStateFile = "adapter_state.safetensors";
 
 uint64_t splitmix64(uint64_t& x) {
   uint64_t z = (x += 0x9E3779B97F4A7C15ull);
@@ -198,7 +201,8 @@ Tensor split_features(mg::Gpt2Classifier& clf, const Encoded& e, const Context& 
   return out;
 }
 
-ClassifyModeResult run_mode(const std::string& mode, const Context& c, const std::string& out_dir) {
+// `max_time` > 0: the seconds this mode may still take (--max-time less what ran before it).
+ClassifyModeResult run_mode(const std::string& mode, const Context& c, const std::string& out_dir, double max_time) {
   const ClassifyOptions& o = c.o;
   ClassifyModeResult m;
   m.mode = mode;
@@ -247,12 +251,27 @@ ClassifyModeResult run_mode(const std::string& mode, const Context& c, const std
   m.steps = o.steps > 0 ? o.steps : epochs * per_epoch;
   const int64_t warmup = std::min<int64_t>(m.steps / 10, 100);
 
+  // What the batches, the schedule and the weights follow from: a resume must ask for the same.
+  json settings = {{"data", c.data.source},
+                   {"classes", c.data.classes},
+                   {"model", c.model_path},
+                   {"max_len", o.max_len},
+                   {"batch", o.batch},
+                   {"steps", m.steps},
+                   {"lr", m.lr},
+                   {"weight_decay", o.weight_decay},
+                   {"grad_clip", o.grad_clip},
+                   {"seed", o.seed}};
+  if (mode == "lora") settings.update({{"rank", o.rank}, {"alpha", o.alpha}, {"targets", o.targets}});
+
   m.dir = (fs::path(out_dir) / mode).string();
   std::vector<std::string> exports = {"score.safetensors"};
   if (mode == "lora") exports.insert(exports.end(), {"adapter_model.safetensors", "adapter_config.json"});
   if (mode == "full") exports.push_back("model.safetensors");
   RunFolderOptions ropt;
   ropt.command = kClassifyCmd, ropt.overwrite = o.overwrite, ropt.exports = exports;
+  // --resume: a mode with a checkpoint goes on from it; one without starts afresh in its folder.
+  if (!o.resume.empty() && !list_checkpoints(m.dir).empty()) ropt.resume = m.dir;
   RunFolder run(m.dir, ropt);
   m.metrics_path = run.path(kMetricsFile);
   for (const std::string& f : exports) m.files.push_back(run.path(f));
@@ -264,8 +283,11 @@ ClassifyModeResult run_mode(const std::string& mode, const Context& c, const std
                    .total_steps = m.steps,
                    .steps_per_epoch = per_epoch,
                    .total_flag = o.steps > 0 ? "--steps" : "--epochs",
+                   .stop_at = o.stop_at,
+                   .max_time = max_time,
                    .log_every = std::max<int64_t>(1, std::min<int64_t>(per_epoch / 4, 50)),
                    .eval_every = per_epoch,
+                   .checkpoint_every = o.checkpoint_every,
                    .grad_clip = o.grad_clip,
                    .progress = o.progress},
                   &run);
@@ -326,6 +348,30 @@ ClassifyModeResult run_mode(const std::string& mode, const Context& c, const std
       io::write_file_atomic(w.path(mg::kAdapterConfigFile), peft.dump(2) + "\n");
     }
     if (mode == "full") mg::save_checkpoint(clf->transformer(), w.dir());
+    // What a resume needs besides the head (and, for full, model.safetensors): the adapters under
+    // our names, the dropout stream, and the settings that make the batches and the schedule.
+    if (mode == "lora") {
+      std::map<std::string, Tensor> adapters;
+      for (auto& [name, p] : clf->transformer().named_parameters())
+        if (p.requires_grad()) adapters.emplace(name, p);
+      io::save_safetensors(w.path(kClassifyAdapterStateFile), adapters);
+    }
+    const nn::Generator& g = clf->transformer().dropout_generator();
+    w.state() = json{{"settings", settings}, {"dropout_seed", g.seed()}, {"dropout_offset", g.offset()}};
+  };
+  trainer.hooks.load = [&](const Checkpoint& ck) {
+    const json& st = ck.state();
+    LR_CHECK(st.contains("dropout_seed") && st.contains("dropout_offset"), "{} has no resume state", kTrainerStateFile);
+    clf->load_head(io::load_safetensors(ck.file("score.safetensors")).tensors, ck.dir);
+    if (mode == "full") clf->transformer().load_state_dict(mg::load_checkpoint(ck.dir)->state_dict());
+    if (mode == "lora") {
+      const io::SafetensorsFile f = io::load_safetensors(ck.file(kClassifyAdapterStateFile));
+      for (auto& [name, p] : clf->transformer().named_parameters())
+        LR_CHECK(!p.requires_grad() || f.tensors.count(name), "{} has no tensor '{}'", kClassifyAdapterStateFile, name);
+      clf->transformer().load_state_dict(f.tensors, /*strict=*/false);
+    }
+    clf->transformer().dropout_generator().set_state(st["dropout_seed"].get<uint64_t>(),
+                                                     st["dropout_offset"].get<uint64_t>());
   };
   trainer.hooks.progress_text = [&](const IntervalStats& s) {
     return detail::format("{} step {}/{} loss {}", mode, s.step, m.steps, fixed(s.loss, 4));
@@ -351,15 +397,42 @@ ClassifyModeResult run_mode(const std::string& mode, const Context& c, const std
   run.write_text("config.json", cfg.dump(2) + "\n");
 
   clf->train(mode != "probe");
-  const TrainSummary s = trainer.run();
-  m.seconds = s.seconds;
-  m.tokens_per_s = s.step_seconds > 0 ? static_cast<double>(s.tokens) / s.step_seconds : 0.0;
+  std::vector<json> records;
+  const std::optional<Checkpoint>& from = run.resume_from();
+  if (from) {  // the same flags, or the batches and the schedule would differ from the stopped run's
+    const json saved = from->state().value("settings", json::object());
+    for (const auto& [key, value] : settings.items())
+      if (!saved.contains(key) || saved[key] != value)
+        usage_error("{}: --resume: the {} run in {} was made with {} {}, this one asks for {}; give the same flags",
+                    kClassifyCmd, mode, from->run_dir, key, saved.value(key, json()).dump(), value.dump());
+  }
+  if (from && from->step >= m.steps) {
+    // This mode finished before the stop: read its weights back and score them, no training.
+    trainer.hooks.load(*from);
+    m.resumed_from_step = m.final_step = from->step;
+    m.seconds = from->trainer_state.value("seconds", 0.0);
+    if (auto h = from->trainer_state.find("history"); h != from->trainer_state.end() && h->is_array())
+      records.assign(h->begin(), h->end());
+    for (const json& rec : records)
+      if (rec.contains("train_loss")) m.train_loss = rec["train_loss"].get<double>();
+  } else {
+    if (from) m.resumed_from_step = trainer.restore(*from);
+    const TrainSummary s = trainer.run();
+    m.seconds = s.seconds;
+    m.tokens_per_s = s.step_seconds > 0 ? static_cast<double>(s.tokens) / s.step_seconds : 0.0;
+    records = trainer.history();
+    m.final_step = s.final_step;
+    if (s.stopped_early) {
+      m.stopped_early = true;
+      m.val.accuracy = m.test.accuracy = NAN;
+      return m;
+    }
+  }
 
   clf->eval();
   m.val = score_split(predict(c.val, o.eval_batch, logits_of(c.val, val_features)).predicted, c.val.labels, K);
   m.test = score_split(predict(c.test, o.eval_batch, logits_of(c.test, test_features)).predicted, c.test.labels, K);
-  std::vector<json> records = trainer.history();
-  records.push_back({{"step", s.final_step},
+  records.push_back({{"step", m.steps},
                      {"val_accuracy", m.val.accuracy},
                      {"test_accuracy", m.test.accuracy},
                      {"test_per_class", m.test.per_class}});
@@ -415,10 +488,24 @@ ClassifyResult run_classify(const ClassifyOptions& o) {
   if (o.batch < 1 || o.eval_batch < 1) usage_error("{}: --batch must be >= 1", kClassifyCmd);
   if (o.epochs < 1 && o.steps < 1) usage_error("{}: --epochs must be >= 1", kClassifyCmd);
   if (!(o.lr >= 0 && std::isfinite(o.lr))) usage_error("{}: --lr must be a positive number", kClassifyCmd);
+  if (o.stop_at < 0) usage_error("{}: --stop-at must be >= 0, got {}", kClassifyCmd, o.stop_at);
+  if (!(o.max_time >= 0)) usage_error("{}: --max-time must be >= 0, got {}", kClassifyCmd, o.max_time);
+  if (o.checkpoint_every < 0) usage_error("{}: --checkpoint-every must be >= 0", kClassifyCmd);
+  if (!o.resume.empty()) {
+    if (!o.out.empty() && fs::path(o.out).lexically_normal() != fs::path(o.resume).lexically_normal())
+      usage_error("{}: --resume goes on in its own folder ({}); leave --out out", kClassifyCmd, o.resume);
+    if (o.overwrite) usage_error("{}: --resume and --overwrite exclude each other", kClassifyCmd);
+    bool any = false;
+    for (const char* mode : kClassifyModes)
+      any = any || !list_checkpoints((fs::path(o.resume) / mode).string()).empty();
+    if (!any)
+      LR_FAIL("{}: --resume {}: no checkpoint of `{}` there (it holds one folder per mode: lora, full, probe)",
+              kClassifyCmd, o.resume, kClassifyCmd);
+  }
   const Device device = setup_device(o.device, o.threads, kClassifyCmd);
 
   ClassifyResult r;
-  r.out_dir = o.out.empty() ? kClassifyDefaultOut : o.out;
+  r.out_dir = !o.resume.empty() ? o.resume : o.out.empty() ? kClassifyDefaultOut : o.out;
   r.model_path = o.model.empty() ? kGpt2DefaultOut : o.model;
 
   // ---- data (class names are checked against the folder first: a misspelt class is a usage error)
@@ -502,7 +589,16 @@ ClassifyResult run_classify(const ClassifyOptions& o) {
     std::fprintf(stderr, "%s: bag-of-words baseline: val acc %.4f, test acc %.4f (%.1f s)\n", kClassifyCmd,
                  r.baseline_val.accuracy, r.baseline_test.accuracy, r.baseline_seconds);
 
-  for (const std::string& mode : o.modes) r.modes.push_back(run_mode(mode, c, r.out_dir));
+  for (const std::string& mode : o.modes) {
+    double left = 0;  // --max-time spans the whole command: what the earlier modes left
+    if (o.max_time > 0) left = std::max(1e-9, o.max_time - (now_seconds() - t0));
+    r.modes.push_back(run_mode(mode, c, r.out_dir, left));
+    if (r.modes.back().stopped_early) {
+      r.stopped_early = true;
+      r.seconds = now_seconds() - t0;
+      return r;  // no results.json yet: `--resume` finishes the run and writes it
+    }
+  }
 
   r.results_path = (fs::path(r.out_dir) / "results.json").string();
   r.seconds = now_seconds() - t0;

@@ -89,6 +89,9 @@ std::string classify_json(const ClassifyOptions& o, const ClassifyResult& r) {
          {"trainable_parameters", m.trainable_parameters},
          {"total_parameters", m.total_parameters},
          {"steps", m.steps},
+         {"final_step", m.final_step},
+         {"resumed_from_step", m.resumed_from_step},
+         {"stopped_early", m.stopped_early},
          {"lr", m.lr},
          {"seconds", m.seconds},
          {"tokens_per_s", m.tokens_per_s},
@@ -118,6 +121,7 @@ std::string classify_json(const ClassifyOptions& o, const ClassifyResult& r) {
       {"lora", {{"r", o.rank}, {"lora_alpha", o.alpha}, {"targets", o.targets}}},
       {"seed", o.seed},
       {"seconds", r.seconds},
+      {"stopped_early", r.stopped_early},
       {"outputs", {{"dir", r.out_dir}, {"results", r.results_path}}}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
