@@ -32,7 +32,9 @@ Strides contiguous_strides(const Shape& s) {
   int64_t acc = 1;
   for (size_t i = s.size(); i-- > 0;) {
     st[i] = acc;
-    acc *= s[i];
+    // An empty tensor may have huge other dimensions ([0, 2^32, 2^32] from a lying IDX header):
+    // its element count is 0, but the strides would overflow.
+    if (i > 0) LR_CHECK(!__builtin_mul_overflow(acc, s[i], &acc), "shape {}: its strides overflow a 64-bit count", s);
   }
   return st;
 }
