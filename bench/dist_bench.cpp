@@ -8,8 +8,8 @@
 // world of one it times the packing alone (GradientSync with `always`, the sum over one rank).
 // BM_AdamWStepGpt2Small times the small GPT-2's AdamW update on one thread: the work ZeRO stage 1
 // would split over the ranks (against the step time of bench/dist_scaling.sh, it says whether that
-// pays). `--benchmark_enable_random_interleaving=true --benchmark_repetitions=3` interleaves the
-// sizes, so that a shared machine's load falls on all of them alike.
+// pays). Not --benchmark_enable_random_interleaving: each rank would draw its own order and their
+// all-reduces would not match. On a shared machine run it twice and compare the sizes within a run.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
