@@ -118,7 +118,8 @@ TEST_F(Gpt2LoraExperimentTool, SmallRunWritesTablesFiguresAdaptersAndTheCommand)
   EXPECT_EQ(again.rc, 2) << again.err;
   EXPECT_NE(again.err.find("--overwrite"), std::string::npos) << again.err;
   EXPECT_TRUE(fs::exists(dir_ / "exp" / "adapters" / "lora_r4_s1"));
-  const ToolResult over = experiment("--ranks 1 --seeds 0 --out " + p("exp") + " --overwrite");
+  // (a trailing slash names the same folder)
+  const ToolResult over = experiment("--ranks 1 --seeds 0 --out " + p("exp") + "/ --overwrite");
   ASSERT_EQ(over.rc, 0) << over.err;
   EXPECT_FALSE(fs::exists(dir_ / "exp" / "adapters" / "lora_r4_s1"));
   EXPECT_TRUE(fs::exists(dir_ / "exp" / "adapters" / "svd_r1"));

@@ -338,6 +338,10 @@ Gpt2ExperimentResult run_gpt2_experiment(const Gpt2ExperimentOptions& options) {
   }
   check_options(o);
   Gpt2ExperimentResult r;
+  // "runs/x/" names the folder runs/x: its partial sibling must not land inside it.
+  while (o.out.size() > 1 && o.out.back() == '/') o.out.pop_back();
+  if (o.out.empty() || o.out == "." || o.out == "..")
+    usage_error("{}: --out must name a folder of its own, got '{}'", kCmd, options.out);
   r.out_dir = o.out;
   if (fs::exists(o.out) && !fs::is_empty(o.out) && !o.overwrite)
     usage_error("{}: {} already holds an experiment; pass --overwrite to replace it, or --out for another folder", kCmd,
