@@ -84,6 +84,7 @@ void write_lora_curve(const std::string& path, const Gpt2LoraResult& r, double b
   lo.x_label = "optimizer step";
   lo.y_label = "cross-entropy per token (nats)";
   lo.markers = r.train.size() + r.val.size() + full_val.size() < 40;
+  lo.legend_outside = true;  // inside, the legend covered the full fine-tuning line as it fell
   analysis::plot_lines(path, series, lo);
 }
 
