@@ -14,6 +14,20 @@
 
 namespace lowrank::test {
 
+// The tools' tests' model on the byte vocabulary (tests/support/byte_vocab.h): 1 layer, 2 heads of 8,
+// context 16, 257 ids, no dropout; a gpt2 train run of it takes well under a second.
+inline constexpr const char* kTinyByteGpt2Json =
+    R"({"n_layer": 1, "n_head": 2, "n_embd": 16, "n_ctx": 16, "vocab_size": 257, "dropout": 0.0})";
+
+// `documents` short fortunes-style documents ("Captain 3: the ship sails at warp 3.") separated by
+// "%" lines, as the fortunes files are.
+inline std::string warp_corpus(int documents) {
+  std::string text;
+  for (int i = 0; i < documents; ++i)
+    text += "Captain " + std::to_string(i) + ": the ship sails at warp " + std::to_string(i % 9) + ".\n%\n";
+  return text;
+}
+
 // 2 layers, 2 heads of 8, context 16, vocab 50: every path of the model in well under a millisecond.
 inline models::gpt2::Config tiny_config(double dropout = 0.0) {
   models::gpt2::Config c;

@@ -10,6 +10,7 @@
 #include "models/gpt2/checkpoint.h"
 #include "support/byte_vocab.h"
 #include "support/files.h"
+#include "support/gpt2.h"
 #include "support/tool_runner.h"
 
 using lowrank::test::read_bytes;
@@ -25,12 +26,8 @@ class Gpt2LoraTool : public lowrank::test::ToolTest {
   void SetUp() override {
     ToolTest::SetUp();
     lowrank::test::write_byte_vocab(dir_ / "vocab");
-    std::string text;
-    for (int i = 0; i < 40; ++i)
-      text += "Captain " + std::to_string(i) + ": the ship sails at warp " + std::to_string(i % 9) + ".\n%\n";
-    std::ofstream(dir_ / "corpus.txt") << text;
-    std::ofstream(dir_ / "tiny.json")
-        << R"({"n_layer": 1, "n_head": 2, "n_embd": 16, "n_ctx": 16, "vocab_size": 257, "dropout": 0.0})";
+    std::ofstream(dir_ / "corpus.txt") << lowrank::test::warp_corpus(40);
+    std::ofstream(dir_ / "tiny.json") << lowrank::test::kTinyByteGpt2Json;
     const ToolResult b = run("gpt2 train --config " + p("tiny.json") + " --data " + p("corpus.txt") + vocab() +
                              " --out " + p("base") + " --steps 4 --batch 4 --seq-len 16 --threads 1 --quiet");
     ASSERT_EQ(b.rc, 0) << b.err;

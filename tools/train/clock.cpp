@@ -23,6 +23,10 @@ std::string fixed(double v, int decimals) {
   return buf;
 }
 
+std::string fixed_or_na(double v, int decimals) {
+  return std::isfinite(v) ? fixed(v, decimals) : "n/a";
+}
+
 std::string scientific(double v, int decimals) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*e", decimals, v);

@@ -13,6 +13,8 @@ using lowrank::now_seconds;
 std::string clock_text(double seconds);
 // `v` with `decimals` digits after the point ("0.4512"); "nan", "inf" as printf writes them.
 std::string fixed(double v, int decimals);
+// As fixed, but "n/a" for NaN and ±inf: a table cell for a number a run may not have.
+std::string fixed_or_na(double v, int decimals);
 // `v` in scientific notation with `decimals` digits after the point ("1.00e-03").
 std::string scientific(double v, int decimals);
 

@@ -10,6 +10,7 @@
 
 #include "analysis/plot.h"
 #include "models/gpt2/adapter.h"
+#include "tools/train/clock.h"
 #include "tools/train/gpt2_experiment.h"
 #include "tools/train/lora_experiment.h"
 
@@ -20,12 +21,7 @@ using nlohmann::json;
 namespace {
 
 std::string fmt(double v, int prec = 4) {
-  if (!std::isfinite(v)) return "n/a";
-  std::ostringstream os;
-  os.setf(std::ios::fixed);
-  os.precision(prec);
-  os << v;
-  return os.str();
+  return fixed_or_na(v, prec);
 }
 
 json num(double v) {

@@ -9,18 +9,14 @@
 #include <sstream>
 
 #include "analysis/plot.h"
+#include "tools/train/clock.h"
 #include "tools/train/lora_experiment.h"
 
 namespace lowrank::train {
 namespace {
 
 std::string fmt(double v, int prec = 4) {
-  if (!std::isfinite(v)) return "n/a";
-  std::ostringstream os;
-  os.setf(std::ios::fixed);
-  os.precision(prec);
-  os << v;
-  return os.str();
+  return fixed_or_na(v, prec);
 }
 
 // The runs of one method; for lora, those at `base_scale` only.
