@@ -80,7 +80,7 @@ TEST(Dist, PackedResultsComeBackBitForBit) {
   Tensor a = Tensor::arange(6).to(DType::F32).reshape({2, 3});
   a = mul(a, 0.1);
   train::Packer p;
-  p.i64(-7).f64(0.1).f64(std::nan("")).str("lora_r8_s0").f64s({1.0 / 3, -0.0}).tensor(a).str("");
+  p.i64(-7).f64(0.1).f64(std::nan("")).str("lora_r8_s0").f64s({1.0 / 3, -0.0}).tensor(a).str("").f64s({});
   train::Unpacker u(p.bytes());
   EXPECT_EQ(u.i64(), -7);
   EXPECT_EQ(u.f64(), 0.1);
@@ -94,6 +94,7 @@ TEST(Dist, PackedResultsComeBackBitForBit) {
   EXPECT_EQ(b.shape(), a.shape());
   EXPECT_EQ(b.to_vector<float>(), a.to_vector<float>());
   EXPECT_EQ(u.str(), "");
+  EXPECT_TRUE(u.f64s().empty());  // no numbers: nothing copied (an empty vector's data() is null)
   EXPECT_TRUE(u.done());
   EXPECT_THROW(u.i64(), Error);  // past the end: an error, not a read out of bounds
   train::Unpacker lying(std::string("\xff\xff\xff\x7f\0\0\0\0", 8));

@@ -67,6 +67,7 @@ Packer& Packer::tensor(const Tensor& t) {
 
 void Unpacker::take(void* out, size_t n) {
   LR_CHECK(pos_ + n <= buf_.size(), "sweep: a result ends early ({} of {} bytes)", buf_.size() - pos_, n);
+  if (n == 0) return;  // an empty vector's data() may be null, and memcpy must not see it
   std::memcpy(out, buf_.data() + pos_, n);
   pos_ += n;
 }
