@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <limits>
 #include <numeric>
+#include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/strided.h"
@@ -78,6 +79,20 @@ void reduce_typed(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t mask
       }
       return;
     }
+  }
+
+  // A whole contiguous tensor to one number (a loss's mean, a gradient norm): one partial sum per
+  // thread over a fixed chunk, added in chunk order (the same result at a fixed thread count; at
+  // one thread the serial sum below). The general path parallelises over outputs only.
+  if (is_sum && n_out == 1 && x.is_contiguous() && x.numel() >= 2 * kParallelMinElems) {
+    std::vector<double> partial(static_cast<size_t>(std::max(parallel_threads(), 1)), 0.0);
+    const int parts = parallel_chunks(x.numel(), true, [&](int64_t b, int64_t e, int part) {
+      partial[static_cast<size_t>(part)] = sum_contiguous(px + b, e - b);
+    });
+    double total = 0;
+    for (int p = 0; p < parts; ++p) total += partial[static_cast<size_t>(p)];
+    po[0] = static_cast<T>(total);
+    return;
   }
 
   const DimVec one{1}, zero{0};

@@ -1,6 +1,6 @@
 // The CPU thread pool (kernels/cpu/parallel.h): every index once, in parts that depend only on the
 // thread count, nested regions serial; and the ops it splits (GEMM by rows or columns, LayerNorm's
-// per-part partial sums, long elementwise rows) equal to their one-thread results.
+// per-part partial sums, long elementwise rows, a whole tensor summed to one number) equal to their one-thread results.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -70,7 +70,7 @@ TEST(Parallel, SplitOpsMatchOneThread) {
   const Tensor big = randn({1 << 19}, 8);
   auto run = [&](int threads) {
     set_num_threads(threads);
-    std::vector<Tensor> out{matmul(a, b), matmul(a, bt.mT()), gelu(big)};
+    std::vector<Tensor> out{matmul(a, b), matmul(a, bt.mT()), gelu(big), sum(big)};
     Tensor xi = x.detach().requires_grad_(true), wi = w.detach().requires_grad_(true);
     Tensor bi = bias.detach().requires_grad_(true);
     layer_norm(xi, wi, bi, 1e-5).backward(gy);
@@ -81,5 +81,18 @@ TEST(Parallel, SplitOpsMatchOneThread) {
   for (size_t i = 0; i < one.size(); ++i) {
     EXPECT_LT(max_abs_diff(one[i], two[i]), 1e-4) << "output " << i;
     EXPECT_EQ(max_abs_diff(two[i], two_again[i]), 0.0) << "output " << i << ": not deterministic at 2 threads";
+  }
+}
+
+TEST(Parallel, AWholeTensorSumAddsPerThreadPartials) {
+  ThreadsGuard guard;
+  const Tensor big = randn({(1 << 18) + 7}, 9);  // an odd length: parts of unequal size
+  const std::vector<float> v = big.to_vector<float>();
+  double want = 0;
+  for (float f : v) want += f;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    EXPECT_NEAR(sum(big).item(), want, 1e-6 * std::sqrt(static_cast<double>(v.size()))) << threads << " threads";
+    EXPECT_NEAR(mean(big).item(), want / static_cast<double>(v.size()), 1e-6) << threads;
   }
 }
