@@ -1,7 +1,8 @@
 // The `lowrank` program under `mpirun -np 2` against one process: data-parallel train-mlp, gpt2
 // train and gpt2 lora give the single-process losses and weights (gpt2 lora also across a resume on
-// 2 ranks), a lora-experiment sweep the same results.json, a killed rank ends the run within seconds
-// with its last checkpoint intact, and a hung rank ends it through the watchdog's timeout.
+// 2 ranks), lora-experiment and gpt2 lora-experiment sweeps the same results and adapters, a killed
+// rank ends the run within seconds with its last checkpoint intact, and a hung rank ends it through
+// the watchdog's timeout.
 // Skipped (and counted so by ctest) when the build has no MPI or mpirun is missing.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -11,10 +12,13 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "core/io/safetensors.h"
 #include "support/byte_vocab.h"
@@ -98,6 +102,41 @@ void expect_same_gpt2_metrics(const fs::path& a, const fs::path& b, int train_re
   expect_same_gpt2_records(read_jsonl(a), read_jsonl(b), train_records);
 }
 
+// A sweep's results.json in `run` without what may differ between two runs of it: the timings
+// ("seconds"), and the output folders `outs` (each named OUT).
+json comparable_results(const fs::path& run, const std::vector<fs::path>& outs) {
+  std::function<void(json&)> strip = [&](json& j) {
+    if (j.is_object()) {
+      for (auto it = j.begin(); it != j.end();)
+        if (it.key() == "seconds")
+          it = j.erase(it);
+        else
+          strip(*it), ++it;
+    } else if (j.is_array()) {
+      for (json& e : j) strip(e);
+    } else if (j.is_string()) {
+      std::string s = j.get<std::string>();
+      for (const fs::path& d : outs)
+        if (auto at = s.find(d.string()); at != std::string::npos) s.replace(at, d.string().size(), "OUT");
+      j = s;
+    }
+  };
+  json r = json::parse(read_bytes(run / "results.json"));
+  strip(r);
+  return r;
+}
+
+// Two sweeps' output folders `a` and `b` wrote the same results.json (comparable_results) with
+// `runs` runs, and the same bytes in each of `files` (relative to the folders); returns a's
+// results.json as comparable_results gives it.
+json expect_same_sweep(const fs::path& a, const fs::path& b, size_t runs, const std::vector<std::string>& files) {
+  const json ra = comparable_results(a, {a, b}), rb = comparable_results(b, {a, b});
+  EXPECT_TRUE(ra == rb) << "results.json differs";
+  EXPECT_EQ(ra["runs"].size(), runs);
+  for (const std::string& f : files) EXPECT_EQ(read_bytes(a / f), read_bytes(b / f)) << f;
+  return ra;
+}
+
 class MpiRuns : public lowrank::test::ToolTest {
  protected:
   void SetUp() override {
@@ -117,6 +156,11 @@ class MpiRuns : public lowrank::test::ToolTest {
     r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     r.out = read_bytes(dir_ / "stdout.txt"), r.err = read_bytes(dir_ / "stderr.txt");
     return r;
+  }
+  // `lowrank command --out one flags` in one process, then `--out two` on 2 ranks.
+  std::pair<ToolResult, ToolResult> run_one_and_two(const std::string& command, const std::string& flags) const {
+    ToolResult one = run_ranks(1, command + " --out " + p("one") + flags);
+    return {one, run_ranks(2, command + " --out " + p("two") + flags)};
   }
 };
 
@@ -240,37 +284,43 @@ TEST_F(MpiRuns, LoraExperimentSweepWritesTheSameResults) {
   const std::string flags =
       " --base-epochs 1 --epochs 1 --ranks 2,4 --seeds 0,1 --train-limit 128 --test-limit 100 --batch 32 --quiet "
       "--json";
-  ToolResult one = run_ranks(1, "lora-experiment --out " + p("one") + flags);
+  const auto [one, two] = run_one_and_two("lora-experiment", flags);
   ASSERT_EQ(one.rc, 0) << one.err;
-  ToolResult two = run_ranks(2, "lora-experiment --out " + p("two") + flags);
   ASSERT_EQ(two.rc, 0) << two.err;
   // The same numbers; only the timings and the folder names differ.
-  std::function<void(json&)> drop_timings = [&](json& j) {
-    if (j.is_object()) {
-      for (auto it = j.begin(); it != j.end();)
-        if (it.key() == "seconds")
-          it = j.erase(it);
-        else
-          drop_timings(*it), ++it;
-    } else if (j.is_array()) {
-      for (json& e : j) drop_timings(e);
-    } else if (j.is_string()) {
-      std::string s = j.get<std::string>();
-      for (const std::string& d : {(dir_ / "one").string(), (dir_ / "two").string()})
-        if (auto at = s.find(d); at != std::string::npos) s.replace(at, d.size(), "OUT");
-      j = s;
-    }
-  };
-  json r1 = json::parse(read_bytes(dir_ / "one" / "results.json")),
-       r2 = json::parse(read_bytes(dir_ / "two" / "results.json"));
-  drop_timings(r1);
-  drop_timings(r2);
-  EXPECT_TRUE(r1 == r2) << "results.json differs";
-  ASSERT_EQ(r1["runs"].size(), 8u);
+  std::vector<std::string> adapters;
   for (const char* a : {"lora_r2_s0", "lora_r4_s1", "compress_r4_s0"})
-    EXPECT_EQ(read_bytes(dir_ / "one" / "adapters" / a / "adapter_model.safetensors"),
-              read_bytes(dir_ / "two" / "adapters" / a / "adapter_model.safetensors"))
-        << a;
+    adapters.push_back(std::string("adapters/") + a + "/adapter_model.safetensors");
+  expect_same_sweep(dir_ / "one", dir_ / "two", 8, adapters);
+}
+
+// gpt2 lora-experiment on 2 ranks writes what one process writes: results.json's numbers (but for
+// the timings), results.md, the figures and every adapter's files, byte for byte; rank 1 ran its
+// share of the 10 jobs (2 ranks × 2 seeds of lora; compress, pissa and svd per rank), rank 0
+// alone printed the report, and a stale OUT.partial was emptied first.
+TEST_F(MpiGpt2, Gpt2LoraExperimentSweepWritesTheSameResults) {
+  make_base();
+  if (HasFatalFailure()) return;
+  const std::string flags = " --base " + p("base") +
+                            " --ranks 1,4 --seeds 0,1 --steps 4 --warmup 1 --batch 2 --seq-len 8 --val-windows 4 "
+                            "--threads 1 --json";
+  // What a killed earlier run left in the partial folder must not end up in the experiment.
+  fs::create_directories(dir_ / "two.partial" / "adapters" / "lora_r8_s0");
+  const auto [one, two] = run_one_and_two("gpt2 lora-experiment", flags);
+  ASSERT_EQ(one.rc, 0) << one.err;
+  ASSERT_EQ(two.rc, 0) << two.err;
+  EXPECT_FALSE(fs::exists(dir_ / "two" / "adapters" / "lora_r8_s0"));
+  EXPECT_FALSE(fs::exists(dir_ / "two.partial"));
+  EXPECT_NE(two.err.find("[rank 1] "), std::string::npos) << "rank 1 ran no job: " << two.err;
+  EXPECT_TRUE(json::accept(two.out)) << "rank 0 alone prints one JSON object: " << two.out;
+  std::vector<std::string> files = {"results.md"};
+  const json j1 = comparable_results(dir_ / "one", {dir_ / "one"});
+  for (const json& f : j1["figures"]) files.push_back(f.get<std::string>());
+  for (const json& x : j1["runs"])
+    for (const char* f : {"adapter_model.safetensors", "adapter_config.json"})
+      files.push_back(x["adapter_dir"].get<std::string>() + "/" + f);
+  const json r = expect_same_sweep(dir_ / "one", dir_ / "two", 10, files);
+  EXPECT_EQ(r["figures"].size(), 6u) << r["figures"].dump();  // loss vs rank per variant, φ by rank and by seed
 }
 
 }  // namespace
@@ -328,6 +378,15 @@ pid_t launch(const fs::path& dir, const std::string& args, const std::string& en
   return pid;
 }
 
+// The data and batch of the long train-mlp run the kill tests launch (a checkpoint an epoch).
+const std::string kLongMlpFlags = " --train-limit 640 --test-limit 100 --batch 64";
+
+// train-mlp for 1000 epochs into `dir`/run under mpirun -np 2 in the background: mpirun's pid.
+pid_t launch_long_mlp(const fs::path& dir) {
+  return launch(dir, "train-mlp --out " + shell_quoted((dir / "run").string()) + kLongMlpFlags +
+                         " --epochs 1000 --threads 1 --quiet");
+}
+
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -370,9 +429,7 @@ bool ended(pid_t pid) {
 // Rank 1 is killed (SIGKILL) in the middle of a run: mpirun and rank 0 end within seconds (no
 // hang in the all-reduce), with a non-zero exit, and the last checkpoint resumes.
 TEST_F(MpiRuns, AKilledRankEndsTheRunAndTheCheckpointSurvives) {
-  const pid_t pid =
-      launch(dir_, "train-mlp --out " + p("run") +
-                       " --train-limit 640 --test-limit 100 --batch 64 --epochs 1000 --threads 1 --quiet");
+  const pid_t pid = launch_long_mlp(dir_);
   ASSERT_GE(pid, 0);
   // Two epochs' checkpoints: the kill lands in the middle of training, after a commit.
   std::map<int, pid_t> ranks;
@@ -389,8 +446,8 @@ TEST_F(MpiRuns, AKilledRankEndsTheRunAndTheCheckpointSurvives) {
   // The newest checkpoint resumes in one process, for one more epoch.
   const int64_t epochs = newest_checkpoint(dir_ / "run") / 10;
   ASSERT_GE(epochs, 2);
-  ToolResult r = run("train-mlp --resume " + p("run") + " --train-limit 640 --test-limit 100 --batch 64 --epochs " +
-                     std::to_string(epochs + 1) + " --threads 1 --quiet --json");
+  ToolResult r = run("train-mlp --resume " + p("run") + kLongMlpFlags + " --epochs " + std::to_string(epochs + 1) +
+                     " --threads 1 --quiet --json");
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("\"resumed_from_epoch\":" + std::to_string(epochs)), std::string::npos) << r.out;
 }
@@ -450,9 +507,7 @@ TEST_F(MpiGpt2, AHungRankEndsTheRunAfterTheTimeout) {
 // lost launcher themselves: with the watchdog switched off this passes too; the watchdog's launcher
 // check is for launchers that do not.)
 TEST_F(MpiRuns, AKilledLauncherEndsItsRanks) {
-  const pid_t pid =
-      launch(dir_, "train-mlp --out " + p("run") +
-                       " --train-limit 640 --test-limit 100 --batch 64 --epochs 1000 --threads 1 --quiet");
+  const pid_t pid = launch_long_mlp(dir_);
   ASSERT_GE(pid, 0);
   std::map<int, pid_t> ranks;
   ASSERT_TRUE(reach_checkpoint(pid, dir_ / "run", 10, ranks)) << read_bytes(dir_ / "stderr.txt");

@@ -9,7 +9,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 
 #include "analysis/delta_report.h"
 #include "analysis/similarity.h"
@@ -119,13 +118,9 @@ Gpt2ExperimentRun run_job(const Context& c, const Gpt2ExperimentJob& job, int64_
   Gpt2ExperimentRun run;
   run.job = job;
   if (trained(job.method)) {
-    const Gpt2AdapterTraining t = gpt2_experiment_training(o, job);
-    const int64_t batch = o.batch, seq_len = o.seq_len;
-    const uint64_t seed = job.seed;
-    const std::vector<uint16_t>& tokens = c.data.train;
-    run.train_losses = train_gpt2_adapters(*model, layers, t, c.device, [&](int64_t step) {
-      return mg::random_batch(tokens, batch, seq_len, seed, step);
-    });
+    run.train_losses =
+        train_gpt2_adapters(*model, layers, gpt2_experiment_training(o, job), c.device,
+                            [&](int64_t step) { return gpt2_experiment_batch(c.data.train, o, job, step); });
   }
   for (const mg::Gpt2LoraLayer& l : layers) l.lora->set_schedule_step(o.steps);  // the schedule's end value
   run.val_loss = gpt2_mean_loss(*model, c.val_batches, c.device);
@@ -233,10 +228,10 @@ analysis::SimilarityGrid crop(const analysis::SimilarityGrid& g, int64_t rows, i
 }
 
 // Makes `partial` (and removes what an earlier killed run left there), with one line when the
-// output folder cannot be written.
+// output folder cannot be written. Rank 0's alone (under mpirun the others wait for it).
 void make_partial(const std::string& partial) {
   std::error_code ec;
-  if (!dist::distributed()) fs::remove_all(partial, ec);
+  fs::remove_all(partial, ec);
   fs::create_directories(fs::path(partial) / "adapters", ec);
   if (ec) LR_FAIL("{}: cannot create the output folder {}: {}", kCmd, partial, ec.message());
   const fs::path probe = fs::path(partial) / ".write-test";
@@ -279,6 +274,45 @@ nn::LoraConfig gpt2_experiment_lora(const Gpt2ExperimentOptions& o, const Gpt2Ex
     l.base_scale = {nn::BaseScaleSchedule::parse_kind(o.compress_schedule), 1.0, 0.0, steps};
   }
   return l;
+}
+
+mg::Batch gpt2_experiment_batch(const std::vector<uint16_t>& train_tokens, const Gpt2ExperimentOptions& o,
+                                const Gpt2ExperimentJob& job, int64_t step) {
+  return mg::random_batch(train_tokens, o.batch, o.seq_len, job.seed, step);
+}
+
+Gpt2ExperimentData load_gpt2_experiment_data(Gpt2ExperimentOptions& o, const mg::Gpt2& base) {
+  const json base_cfg = base_train_config(o.base);
+  std::vector<std::string> data_paths = o.data;
+  std::string cache_dir;
+  if (data_paths.empty()) {
+    if (base_cfg.is_null() || !base_cfg.contains("data") || !base_cfg["data"].is_array() || base_cfg["data"].empty())
+      usage_error(
+          "{}: the base {} does not say what text it was trained on (no lowrank_train.data in its "
+          "config.json); pass --data",
+          kCmd, o.base);
+    for (const json& f : base_cfg["data"]) data_paths.push_back(f.get<std::string>());
+    if (fs::is_directory(o.base)) cache_dir = o.base;  // gpt2 train's token cache for this very split
+  }
+  if (o.val_fraction == -1)
+    o.val_fraction = !base_cfg.is_null() && base_cfg.contains("val_fraction") && base_cfg["val_fraction"].is_number()
+                         ? base_cfg["val_fraction"].get<double>()
+                         : 0.05;
+  if (o.vocab.empty() && !base_cfg.is_null() && base_cfg.contains("vocab") && base_cfg["vocab"].is_string())
+    o.vocab = base_cfg["vocab"].get<std::string>();
+  for (const std::string& p : data_paths)
+    LR_CHECK(fs::exists(p), "{}: no text at {} (--data takes files or folders)", kCmd, p);
+  const mg::Tokenizer tok = load_gpt2_tokenizer(o.vocab, kCmd);
+  check_vocab_fits(base, tok, kCmd);
+  Gpt2ExperimentData d;
+  d.files = mg::list_text_files(data_paths);
+  d.tokens = load_gpt2_run_data(tok, o.vocab, d.files, o.val_fraction, cache_dir, o.threads);
+  const int64_t train = static_cast<int64_t>(d.tokens.train.size()), val = static_cast<int64_t>(d.tokens.val.size());
+  LR_CHECK(train >= o.seq_len + 1 && val >= o.seq_len + 1,
+           "{}: the text splits into {} training and {} validation tokens; each needs at least --seq-len + 1 = {} "
+           "(give more text, a larger --val-fraction or a shorter --seq-len)",
+           kCmd, train, val, o.seq_len + 1);
+  return d;
 }
 
 Gpt2AdapterTraining gpt2_experiment_training(const Gpt2ExperimentOptions& o, const Gpt2ExperimentJob& job) {
@@ -370,41 +404,11 @@ Gpt2ExperimentResult run_gpt2_experiment(const Gpt2ExperimentOptions& options) {
   if (o.seq_len > cfg.n_ctx)
     usage_error("{}: --seq-len {} is longer than the base's context ({})", kCmd, o.seq_len, cfg.n_ctx);
 
-  const json base_cfg = base_train_config(o.base);
-  std::vector<std::string> data_paths = o.data;
-  std::string cache_dir;
-  if (data_paths.empty()) {
-    if (base_cfg.is_null() || !base_cfg.contains("data") || !base_cfg["data"].is_array() || base_cfg["data"].empty())
-      usage_error(
-          "{}: the base {} does not say what text it was trained on (no lowrank_train.data in its "
-          "config.json); pass --data",
-          kCmd, o.base);
-    for (const json& f : base_cfg["data"]) data_paths.push_back(f.get<std::string>());
-    if (fs::is_directory(o.base)) cache_dir = o.base;  // gpt2 train's token cache for this very split
-  }
-  if (o.val_fraction == -1)
-    o.val_fraction = !base_cfg.is_null() && base_cfg.contains("val_fraction") && base_cfg["val_fraction"].is_number()
-                         ? base_cfg["val_fraction"].get<double>()
-                         : 0.05;
-  if (o.vocab.empty() && !base_cfg.is_null() && base_cfg.contains("vocab") && base_cfg["vocab"].is_string())
-    o.vocab = base_cfg["vocab"].get<std::string>();
-  for (const std::string& p : data_paths)
-    LR_CHECK(fs::exists(p), "{}: no text at {} (--data takes files or folders)", kCmd, p);
-  const mg::Tokenizer tok = load_gpt2_tokenizer(o.vocab, kCmd);
-  check_vocab_fits(*base, tok, kCmd);
-  mg::TokenDataOptions dopt;
-  dopt.files = mg::list_text_files(data_paths);
-  dopt.val_fraction = o.val_fraction;
-  dopt.cache_dir = cache_dir;
-  dopt.threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  c.data = mg::load_token_data(gpt2_text_encoder(tok, o.vocab), dopt);
-  r.data_files = dopt.files;
+  Gpt2ExperimentData data = load_gpt2_experiment_data(o, *base);
+  c.data = std::move(data.tokens);
+  r.data_files = std::move(data.files);
   r.train_tokens = static_cast<int64_t>(c.data.train.size());
   r.val_tokens = static_cast<int64_t>(c.data.val.size());
-  LR_CHECK(r.train_tokens >= o.seq_len + 1 && r.val_tokens >= o.seq_len + 1,
-           "{}: the text splits into {} training and {} validation tokens; each needs at least --seq-len + 1 = {} "
-           "(give more text, a larger --val-fraction or a shorter --seq-len)",
-           kCmd, r.train_tokens, r.val_tokens, o.seq_len + 1);
   c.val_batches = mg::sequential_batches(c.data.val, o.batch, o.seq_len, o.val_windows);
   for (const mg::Batch& b : c.val_batches) r.val_tokens_used += b.targets.numel();
 
@@ -429,7 +433,8 @@ Gpt2ExperimentResult run_gpt2_experiment(const Gpt2ExperimentOptions& options) {
   base.reset();
 
   c.partial = o.out + ".partial";
-  make_partial(c.partial);
+  if (dist::is_leader()) make_partial(c.partial);
+  dist::barrier();  // (mpirun) the folder is there, emptied, before any rank writes its adapters into it
   // A run that fails from here on takes its partial folder with it (rank 0's; under mpirun the
   // abort ends every rank).
   try {

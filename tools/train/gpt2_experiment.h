@@ -114,6 +114,23 @@ Gpt2ExperimentResult run_gpt2_experiment(const Gpt2ExperimentOptions& options);
 
 // ---- the pieces, exposed for tests
 
+// The text the experiment trains and validates on, tokenized: by default the base's own text, split
+// and vocabulary (its config.json), else options.data; fills options.val_fraction and options.vocab
+// with what it used. Under mpirun rank 0 encodes (and caches) first. One line when the text gives
+// fewer than --seq-len + 1 training or validation tokens.
+struct Gpt2ExperimentData {
+  models::gpt2::TokenData tokens;
+  std::vector<std::string> files;  // the text files read
+};
+Gpt2ExperimentData load_gpt2_experiment_data(Gpt2ExperimentOptions& options, const models::gpt2::Gpt2& base);
+
+// The batch a trained job trains on at `step`: options.batch windows of options.seq_len + 1 tokens
+// drawn from the training tokens with the job's seed (models::gpt2::random_batch), so the jobs of
+// one seed see the same batches whatever rank runs them.
+models::gpt2::Batch gpt2_experiment_batch(const std::vector<uint16_t>& train_tokens,
+                                          const Gpt2ExperimentOptions& options, const Gpt2ExperimentJob& job,
+                                          int64_t step);
+
 // What one adapter training uses (the experiment fills it from the options).
 struct Gpt2AdapterTraining {
   int64_t steps = 40;
