@@ -125,10 +125,17 @@ std::string random_piece(std::mt19937& rng, const std::string& alphabet, size_t 
   return s;
 }
 
-// Every piece length from 2 to 70 (one block and a bit), then random lengths up to several blocks,
-// then pieces long enough for two and three levels of the block tree.
-void expect_merges_equal_reference(const Synthetic& syn, const Tokenizer& tok, const std::string& alphabet,
-                                   std::mt19937& rng) {
+// A vocabulary of `n_merges` merges over `alphabet` (tokens up to `max_len` bytes, ranks in creation
+// order or shuffled) drawn from `seed`, loaded as a Tokenizer; then every piece length from 2 to 70
+// (one block and a bit), random lengths up to several blocks, and pieces long enough for two and
+// three levels of the block tree, each merged as the reference merges it.
+void expect_merges_equal_reference(unsigned seed, const std::string& alphabet, size_t n_merges, size_t max_len,
+                                   bool shuffled) {
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  const Synthetic syn(rng, alphabet, n_merges, max_len, shuffled);
+  TempDir dir;
+  const Tokenizer tok = syn.load(dir);
   std::vector<size_t> lengths;
   for (size_t n = 2; n <= 70; ++n) lengths.push_back(n);
   for (int i = 0; i < 300; ++i) lengths.push_back(2 + rng() % 400);
@@ -148,24 +155,12 @@ void expect_merges_equal_reference(const Synthetic& syn, const Tokenizer& tok, c
 }  // namespace
 
 TEST(Gpt2TokenizerHostile, MergesEqualAQuadraticReferenceInCreationOrder) {
-  std::mt19937 rng(11);
-  const std::string alphabet = "abcd";
-  const Synthetic syn(rng, alphabet, 120, 12, /*shuffled=*/false);
-  TempDir dir;
-  const Tokenizer tok = syn.load(dir);
-  expect_merges_equal_reference(syn, tok, alphabet, rng);
+  expect_merges_equal_reference(11, "abcd", 120, 12, /*shuffled=*/false);
 }
 
 TEST(Gpt2TokenizerHostile, MergesEqualAQuadraticReferenceOutOfCreationOrder) {
   // Ranks in a random order: merges of a round make pairs of lower rank, which must wait.
-  for (unsigned seed : {5u, 6u, 7u}) {
-    std::mt19937 rng(seed);
-    const std::string alphabet = "xyz";
-    const Synthetic syn(rng, alphabet, 80, 9, /*shuffled=*/true);
-    TempDir dir;
-    const Tokenizer tok = syn.load(dir);
-    expect_merges_equal_reference(syn, tok, alphabet, rng);
-  }
+  for (unsigned seed : {5u, 6u, 7u}) expect_merges_equal_reference(seed, "xyz", 80, 9, /*shuffled=*/true);
 }
 
 TEST(Gpt2TokenizerHostile, WideVocabulariesMergeWithThirtyTwoBitWords) {

@@ -10,11 +10,13 @@ also serves as a compatibility fixture for our reader. CI never runs this script
 """
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_files import FIXTURES, save_safetensors  # noqa: E402
 
 STEPS = 10
 SHAPES = {"w": (3, 4), "b": (4,)}
@@ -35,34 +37,6 @@ CONFIGS = {
 CLIP_MAX_NORM = 1.0
 CLIP_NORM_TYPES = {"2": 2.0, "1": 1.0, "3": 3.0, "inf": float("inf")}
 
-DTYPE_NAMES = {np.float64: "F64", np.float32: "F32", np.int64: "I64"}
-# The safetensors package orders tensors by dtype (its enum order, descending), then by name.
-DTYPE_ORDER = {"F32": 11, "F64": 12, "I64": 13}
-
-
-def save_safetensors(path, tensors, metadata):
-    """The byte layout safetensors.torch.save_file produces, without the package."""
-    names = sorted(tensors, key=lambda n: (-DTYPE_ORDER[DTYPE_NAMES[tensors[n].dtype.type]], n))
-    header = {"__metadata__": metadata}
-    offset, blobs = 0, []
-    for n in names:
-        a = np.ascontiguousarray(tensors[n])
-        raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[n] = {"dtype": DTYPE_NAMES[a.dtype.type], "shape": list(a.shape),
-                     "data_offsets": [offset, offset + len(raw)]}
-        offset += len(raw)
-        blobs.append(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for raw in blobs:
-            f.write(raw)
-    os.replace(tmp, path)
-
-
 def make_optimizer(kind, params, kw):
     if kind == "adam":
         return torch.optim.Adam(params, foreach=False, **kw)
@@ -72,8 +46,7 @@ def make_optimizer(kind, params, kw):
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.normpath(os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "optim", "adam_reference.safetensors"))
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(FIXTURES, "optim", "adam_reference.safetensors")
     rng = np.random.default_rng(20240611)
     init = {n: rng.normal(0.0, 1.0, s) for n, s in SHAPES.items()}
     # Gradients of mixed magnitude (some tiny, so eps matters), fixed per step.

@@ -28,12 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from gpt2_peft_reference import build_model, load_safetensors  # noqa: E402
-from gpt2_reference import save_safetensors  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_files import FIXTURES, load_safetensors, save_safetensors  # noqa: E402
+from gpt2_peft_reference import build_model  # noqa: E402
 
-FIXTURES = os.path.join(HERE, "..", "fixtures")
 OUT = os.path.join(FIXTURES, "gpt2_lora_experiment")
 SEED = 2026
 BLOCK, TARGETS, RANK = 1, ("query", "value"), 2

@@ -18,7 +18,6 @@ Run with Debian's python3-torch (tools/setup --reference):
   /usr/bin/python3 tests/reference/gpt2_lora_train_reference.py --threads 1 --steps 6
 CI never runs this script; nothing here produces a fixture.
 """
-import argparse
 import json
 import math
 import os
@@ -30,7 +29,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt2_train_reference import PRESETS, Attention, Gpt2  # noqa: E402
+from gpt2_train_reference import Attention, throughput_arguments, throughput_model  # noqa: E402
 
 
 class LoraAttention(nn.Module):
@@ -60,24 +59,12 @@ class LoraAttention(nn.Module):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", default="small", choices=sorted(PRESETS))
-    ap.add_argument("--vocab", type=int, default=50257)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--seq-len", type=int, default=0, help="0: the context length")
-    ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--warmup", type=int, default=1, help="untimed first steps")
+    ap = throughput_arguments(__doc__, steps=6, warmup=1)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--alpha", type=float, default=16.0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    cfg = PRESETS[args.preset]
-    seq = args.seq_len or cfg["n_ctx"]
-    model = Gpt2(**cfg, vocab=args.vocab)
+    model, seq = throughput_model(args)
     model.requires_grad_(False)
     for block in model.h:
         block.attn = LoraAttention(block.attn, args.rank, args.alpha)

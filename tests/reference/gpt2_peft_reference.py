@@ -21,17 +21,15 @@ PEFT itself is not needed (its two formulas are written out below); CI never run
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from gpt2_reference import GPT2LMHeadModel, save_safetensors  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_files import FIXTURES, load_safetensors, save_safetensors  # noqa: E402
+from gpt2_reference import GPT2LMHeadModel  # noqa: E402
 
-FIXTURES = os.path.join(HERE, "..", "fixtures")
 BASE = os.path.join(FIXTURES, "gpt2")
 OUT = os.path.join(FIXTURES, "gpt2_peft")
 SEED = 4321
@@ -45,21 +43,6 @@ CASES = {
 }
 QKV = ["query", "key", "value"]
 HF_MODULE = {"out": "attn.c_proj", "fc": "mlp.c_fc", "proj": "mlp.c_proj"}
-NP_DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        out[name] = np.frombuffer(data[a:b], dtype=NP_DTYPES[info["dtype"]]).reshape(info["shape"]).copy()
-    return out
 
 
 def in_out(target, c):

@@ -23,45 +23,20 @@ import json
 import math
 import os
 import re
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_files import FIXTURES, save_safetensors  # noqa: E402
+
 CONFIG = dict(n_layer=2, n_head=4, n_embd=32, n_positions=32, vocab_size=128, layer_norm_epsilon=1e-5)
 BATCH, SEQ = 2, 16
 SEED = 1234
 ADAMW = dict(lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
 STEPS = 10
-
-DTYPE_NAMES = {np.float64: "F64", np.float32: "F32", np.int64: "I64"}
-DTYPE_ORDER = {"F32": 11, "F64": 12, "I64": 13}
-
-
-def save_safetensors(path, tensors, metadata):
-    """The byte layout safetensors.torch.save_file produces (dtype-then-name order, padded header)."""
-    names = sorted(tensors, key=lambda n: (-DTYPE_ORDER[DTYPE_NAMES[tensors[n].dtype.type]], n))
-    header = {"__metadata__": metadata} if metadata else {}
-    offset, blobs = 0, []
-    for n in names:
-        a = np.ascontiguousarray(tensors[n]).reshape(np.shape(tensors[n]))  # keeps 0-d tensors 0-d
-        raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[n] = {"dtype": DTYPE_NAMES[a.dtype.type], "shape": list(a.shape),
-                     "data_offsets": [offset, offset + len(raw)]}
-        offset += len(raw)
-        blobs.append(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for raw in blobs:
-            f.write(raw)
-    os.replace(tmp, path)
-
 
 class Conv1D(torch.nn.Module):
     """HF's Conv1D: y = x @ W + b with W stored [in, out]."""
@@ -213,8 +188,7 @@ def bench(argv):
 def main():
     if "--bench" in sys.argv[1:]:
         return bench(sys.argv[1:])
-    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.normpath(os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "gpt2"))
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(FIXTURES, "gpt2")
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(SEED)
     gen = torch.Generator().manual_seed(SEED)

@@ -41,12 +41,13 @@ CI never runs this script.
 import json
 import math
 import os
-import struct
+import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURES = os.path.join(HERE, "..", "fixtures")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_files import FIXTURES, load_safetensors, save_safetensors  # noqa: E402
+
 BASE = os.path.join(FIXTURES, "gpt2")
 OUT = os.path.join(FIXTURES, "gpt2_subspace")
 SEED = 20261202
@@ -58,42 +59,6 @@ ADAPTERS = {  # name: rank, alpha, which shared-direction draw
     "r8_seed1": dict(r=8, alpha=16.0, seed=1),
     "r8_seed2": dict(r=8, alpha=16.0, seed=2),
 }
-NP_DTYPES = {"F32": np.float32, "F64": np.float64}
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__" or info["dtype"] not in NP_DTYPES:
-            continue
-        a, b = info["data_offsets"]
-        out[name] = np.frombuffer(data[a:b], dtype=NP_DTYPES[info["dtype"]]).reshape(info["shape"]).copy()
-    return out
-
-
-def save_safetensors(path, tensors, metadata):
-    """tensors: name -> float32/float64 array. Header keys sorted by name, data in that order,
-    the header padded with spaces to 8 bytes (as PEFT's save_pretrained writes them)."""
-    header = {"__metadata__": metadata}
-    blobs, offset = [], 0
-    for name in sorted(tensors):
-        arr = tensors[name]
-        kind = "F64" if arr.dtype == np.float64 else "F32"
-        data = np.ascontiguousarray(arr, dtype="<f8" if kind == "F64" else "<f4").tobytes()
-        header[name] = {"dtype": kind, "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
 
 
 def right_basis(a):

@@ -101,25 +101,37 @@ def read_token_cache(path):
     return np.frombuffer(raw, dtype="<u2", count=n_train, offset=72).astype(np.int64)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def throughput_arguments(doc, steps, warmup):
+    """The flags of a throughput script (this one, gpt2_lora_train_reference.py): the model, the
+    batch, how many steps and how many of them untimed, threads and seed; `doc` the script's own."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--preset", default="small", choices=sorted(PRESETS))
     ap.add_argument("--vocab", type=int, default=50257)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=0, help="0: the context length")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=2, help="untimed first steps")
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--warmup", type=int, default=warmup, help="untimed first steps")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tokens", default="", help="a lowrank token cache to draw windows from")
-    args = ap.parse_args()
+    return ap
 
+
+def throughput_model(args):
+    """Sets torch's threads and seed as the flags say; returns the preset's model (before any other
+    draw of the seed) and the sequence length."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     cfg = PRESETS[args.preset]
-    seq = args.seq_len or cfg["n_ctx"]
-    model = Gpt2(**cfg, vocab=args.vocab)
+    return Gpt2(**cfg, vocab=args.vocab), args.seq_len or cfg["n_ctx"]
+
+
+def main():
+    ap = throughput_arguments(__doc__, steps=20, warmup=2)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--tokens", default="", help="a lowrank token cache to draw windows from")
+    args = ap.parse_args()
+
+    model, seq = throughput_model(args)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],

@@ -16,28 +16,19 @@ import json
 import math
 import os
 import struct
+import sys
 import time
 
 import numpy as np
 import torch
 
-DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32, "U8": np.uint8}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fixture_files  # noqa: E402
 
 
 def load_safetensors(path):
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8 : 8 + n])
-    data = blob[8 + n :]
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        arr = np.frombuffer(data[a:b], dtype=DTYPES[info["dtype"]]).reshape(info["shape"])
-        out[name] = torch.from_numpy(arr.copy())
-    return out
+    """name -> torch tensor."""
+    return {name: torch.from_numpy(a) for name, a in fixture_files.load_safetensors(path).items()}
 
 
 def load_idx(path):

@@ -13,44 +13,27 @@ tests/tools/test_similarity_tool.cpp compare against it to 1e-5.
 
 The adapters share part of a subspace (the r=6 adapter starts from a noisy copy of the r=4 one), so
 the grids hold values across [0, 1] rather than the near-zero φ of unrelated random matrices.
-The safetensors files are written by hand (8-byte little-endian header length, JSON header padded
-with spaces to 8 bytes, raw little-endian data), the layout PEFT's save_pretrained produces.
+The safetensors files are written by fixture_files.py in the layout PEFT's save_pretrained
+produces.
 
 Run with Debian's numpy (tools/setup --reference): /usr/bin/python3 tests/reference/similarity_reference.py
 CI never runs this script.
 """
 import json
 import os
-import struct
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_files import FIXTURES, save_safetensors  # noqa: E402
 
 IN_FEATURES, OUT_FEATURES = 24, 20
 R1, R2 = 4, 6
 SEED = 20240607
 NOISE = 0.4  # how far the shared part of the r=6 adapter moves from the r=4 one
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-OUT_DIR = os.path.join(HERE, "..", "fixtures", "similarity")
-
-
-def write_safetensors(path, tensors, metadata):
-    """tensors: name -> float32 array. Header keys sorted by name, data in the same order."""
-    header = {"__metadata__": metadata}
-    blobs, offset = [], 0
-    for name in sorted(tensors):
-        data = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
+OUT_DIR = os.path.join(FIXTURES, "similarity")
 
 
 def basis(m, side):
@@ -83,11 +66,11 @@ def main():
     a2, b2 = a2.astype(np.float32), b2.astype(np.float32)
 
     os.makedirs(OUT_DIR, exist_ok=True)
-    write_safetensors(os.path.join(OUT_DIR, "adapter_r4.safetensors"),
-                      {"fc2.lora_A.weight": a1, "fc2.lora_B.weight": b1}, {"format": "lowrank"})
-    write_safetensors(os.path.join(OUT_DIR, "adapter_r6_peft.safetensors"),
-                      {"base_model.model.fc2.lora_A.weight": a2, "base_model.model.fc2.lora_B.weight": b2},
-                      {"format": "pt"})
+    save_safetensors(os.path.join(OUT_DIR, "adapter_r4.safetensors"),
+                     {"fc2.lora_A.weight": a1, "fc2.lora_B.weight": b1}, {"format": "lowrank"})
+    save_safetensors(os.path.join(OUT_DIR, "adapter_r6_peft.safetensors"),
+                     {"base_model.model.fc2.lora_A.weight": a2, "base_model.model.fc2.lora_B.weight": b2},
+                     {"format": "pt"})
     fixture = {
         "comment": "written by tests/reference/similarity_reference.py; numpy " + np.__version__,
         "file1": "adapter_r4.safetensors",

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "support/files.h"
@@ -63,5 +64,15 @@ class ToolTest : public ::testing::Test {
 
   std::filesystem::path dir_;
 };
+
+// The names a tool test file uses throughout, brought in by one
+// `using namespace lowrank::test::tool_names;` instead of a using-declaration each.
+namespace tool_names {
+namespace fs = std::filesystem;
+using lowrank::test::read_bytes;
+using lowrank::test::shell_quoted;
+using lowrank::test::ToolResult;
+using nlohmann::json;
+}  // namespace tool_names
 
 }  // namespace lowrank::test

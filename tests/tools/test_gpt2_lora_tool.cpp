@@ -13,11 +13,7 @@
 #include "support/gpt2.h"
 #include "support/tool_runner.h"
 
-using lowrank::test::read_bytes;
-using lowrank::test::shell_quoted;
-using lowrank::test::ToolResult;
-namespace fs = std::filesystem;
-using nlohmann::json;
+using namespace lowrank::test::tool_names;
 
 namespace {
 
