@@ -104,16 +104,16 @@ void add_device_option(CLI::App* sub, std::string& device) {
   sub->add_option("--device", device, "cpu or cuda[:N]")->check(device_name())->capture_default_str();
 }
 
-void add_threads_option(CLI::App* sub, int& threads) {
-  threads = kDefaultThreads;
+void add_threads_option(CLI::App* sub, int& threads, int default_threads) {
+  threads = default_threads;
   sub->add_option("--threads", threads, "CPU threads, 0 (one per core) to " + std::to_string(train::kMaxThreads))
       ->check(whole_number(0, train::kMaxThreads))
       ->capture_default_str();
 }
 
-void add_device_options(CLI::App* sub, std::string& device, int& threads) {
+void add_device_options(CLI::App* sub, std::string& device, int& threads, int default_threads) {
   add_device_option(sub, device);
-  add_threads_option(sub, threads);
+  add_threads_option(sub, threads, default_threads);
 }
 
 void add_json_flag(CLI::App* sub, bool& json) {

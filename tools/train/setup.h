@@ -25,8 +25,12 @@ template <class... Args>
 // tens of thousands exhaust libgomp's memory and deadlock OpenBLAS at exit.
 inline constexpr int kMaxThreads = 256;
 
+// What --threads 0 means: the cores this process may run on (its CPU affinity), shared out among
+// the ranks that mpirun started on this host (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE), at least 1.
+int threads_per_process();
+
 // Parses `device` (cpu, cuda, cuda:N), checks that a CUDA device answers, and applies `threads`
-// (0: one per core) to OpenMP and OpenBLAS. `command` names the subcommand in messages.
+// (0: threads_per_process()) to the CPU kernels' thread pool. `command` names the subcommand in messages.
 Device setup_device(const std::string& device, int threads, const std::string& command);
 
 }  // namespace lowrank::train
