@@ -86,8 +86,12 @@ TEST(TrainerMaxTime, EndsWithinTheBudgetWithItsFinalEvaluationAndCheckpoint) {
   FakeRun r(dir.path().string(), {});
   r.now = 4;  // loading the model and the data took 4 s of the budget
   const double max_time = 58.5;
-  auto t =
-      r.trainer({.total_steps = 1000, .max_time = max_time, .started_at = 0, .eval_every = 10, .eval_at_start = true});
+  auto t = r.trainer({.command = "test",
+                      .total_steps = 1000,
+                      .max_time = max_time,
+                      .started_at = 0,
+                      .eval_every = 10,
+                      .eval_at_start = true});
   const train::TrainSummary s = t->run();
 
   EXPECT_TRUE(s.stopped_early);
@@ -108,7 +112,7 @@ TEST(TrainerMaxTime, ASlowCheckpointIsTimedBeforeTheEnd) {
   test::TempDir dir;
   FakeRun r(dir.path().string(), {.step = 0.5, .evaluation = 2, .checkpoint = 10});
   const double max_time = 40.25;
-  auto t = r.trainer({.total_steps = 1000, .max_time = max_time, .started_at = 0});
+  auto t = r.trainer({.command = "test", .total_steps = 1000, .max_time = max_time, .started_at = 0});
   const train::TrainSummary s = t->run();
   EXPECT_TRUE(s.stopped_early);
   EXPECT_LE(r.now, max_time);
@@ -120,12 +124,13 @@ TEST(TrainerMaxTime, CountsFromStartedAt) {
   // Loading took 20 s: a budget counted from the command's start leaves fewer steps than one
   // counted from run() (started_at unset), and each ends within its own budget. (Neither asks for
   // an evaluation at the start: max_time makes one, to time it.)
-  test::TempDir a_dir, b_dir;
-  FakeRun a(a_dir.path().string(), {}), b(b_dir.path().string(), {});
+  test::TempDir dir;
+  FakeRun a(dir.file("a"), {}), b(dir.file("b"), {});
   a.now = b.now = 20;
   const double max_time = 60.5;
-  const train::TrainSummary sa = a.trainer({.total_steps = 1000, .max_time = max_time, .started_at = 0})->run();
-  const train::TrainSummary sb = b.trainer({.total_steps = 1000, .max_time = max_time})->run();
+  const train::TrainSummary sa =
+      a.trainer({.command = "test", .total_steps = 1000, .max_time = max_time, .started_at = 0})->run();
+  const train::TrainSummary sb = b.trainer({.command = "test", .total_steps = 1000, .max_time = max_time})->run();
   EXPECT_LE(a.now, max_time);
   EXPECT_LE(b.now, 20 + max_time);
   EXPECT_GT(b.now, max_time);
@@ -139,7 +144,8 @@ TEST(TrainerMaxTime, KeepsTimeForTheCallersWorkAfterALastStep) {
     test::TempDir dir;
     FakeRun r(dir.path().string(), {});
     const double max_time = 30.5;
-    const train::TrainSummary s = r.trainer({.total_steps = 10,
+    const train::TrainSummary s = r.trainer({.command = "test",
+                                             .total_steps = 10,
                                              .max_time = max_time,
                                              .started_at = 0,
                                              .evaluations_after = after,
@@ -160,9 +166,9 @@ TEST(TrainerMaxTime, KeepsTimeForTheCallersWorkAfterALastStep) {
 TEST(TrainerMaxTime, WithoutItNothingChanges) {
   // No max_time: every step, checkpoints only where checkpoint_every puts them, and the weights of
   // a run whose budget never binds (which also times a checkpoint after step 1) bit for bit.
-  test::TempDir a_dir, b_dir;
-  FakeRun a(a_dir.path().string(), {}), b(b_dir.path().string(), {});
-  const TrainerOptions o{.total_steps = 12, .eval_every = 4, .checkpoint_every = 5};
+  test::TempDir dir;
+  FakeRun a(dir.file("a"), {}), b(dir.file("b"), {});
+  const TrainerOptions o{.command = "test", .total_steps = 12, .eval_every = 4, .checkpoint_every = 5};
   const train::TrainSummary sa = a.trainer(o)->run();
   TrainerOptions ob = o;
   ob.max_time = 1e9;
@@ -178,30 +184,34 @@ TEST(TrainerMaxTime, WithoutItNothingChanges) {
 }
 
 TEST(TrainerMaxTime, AResumeKnowsTheTimesAndGoesOnBitForBit) {
-  test::TempDir straight_dir, dir;
-  FakeRun straight(straight_dir.path().string(), {});
-  straight.trainer({.total_steps = 40})->run();
+  test::TempDir tmp;
+  const std::string dir = tmp.file("run");
+  FakeRun straight(tmp.file("straight"), {});
+  straight.trainer({.command = "test", .total_steps = 40})->run();
 
   const double max_time = 30.5;
   {
-    FakeRun first(dir.path().string(), {});
+    FakeRun first(dir, {});
     const train::TrainSummary s =
-        first.trainer({.total_steps = 40, .max_time = max_time, .started_at = 0, .eval_at_start = true})->run();
+        first
+            .trainer(
+                {.command = "test", .total_steps = 40, .max_time = max_time, .started_at = 0, .eval_at_start = true})
+            ->run();
     ASSERT_TRUE(s.stopped_early);
     EXPECT_LE(first.now, max_time);
   }
   // The resumed run has not evaluated or checkpointed yet, but knows what they took, so it takes no
   // timing checkpoint and reserves the final work from its first step on.
-  FakeRun second(dir.path().string(), {}, dir.path().string());
-  auto t = second.trainer({.total_steps = 40, .max_time = max_time, .started_at = 0});
+  FakeRun second(dir, {}, dir);
+  auto t = second.trainer({.command = "test", .total_steps = 40, .max_time = max_time, .started_at = 0});
   EXPECT_DOUBLE_EQ(t->evaluation_seconds(), Costs{}.evaluation);
   EXPECT_DOUBLE_EQ(t->checkpoint_seconds(), Costs{}.checkpoint);
   const train::TrainSummary s2 = t->run();
   EXPECT_LE(second.now, max_time);
   EXPECT_TRUE(second.saved.empty() || second.saved.front() == s2.final_step) << "no checkpoint to time one";
 
-  FakeRun third(dir.path().string(), {}, dir.path().string());
-  const train::TrainSummary s3 = third.trainer({.total_steps = 40})->run();
+  FakeRun third(dir, {}, dir);
+  const train::TrainSummary s3 = third.trainer({.command = "test", .total_steps = 40})->run();
   EXPECT_EQ(s3.final_step, 40);
   EXPECT_EQ(third.weights(), straight.weights()) << "stopping for time changes no step";
 }

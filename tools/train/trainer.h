@@ -105,7 +105,7 @@ struct TrainerOptions {
   bool progress = true;  // the progress line (drawn only when stderr is a terminal)
   bool leader = true;    // data-parallel: only the leader writes files and prints
   // Seconds on a monotonic clock (empty: now_seconds); tests inject a fake one.
-  std::function<double()> clock;
+  std::function<double()> clock = nullptr;
 };
 
 struct Hooks {
