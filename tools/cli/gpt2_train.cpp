@@ -56,8 +56,9 @@ RunFn register_gpt2_train(CLI::App& gpt2) {
       ->check(positive_int())
       ->capture_default_str();
   sub->add_option("--max-time", o.max_time,
-                  "stop this run before another step would pass this many seconds since its start (with a checkpoint; "
-                  "0: no limit)")
+                  "the whole command ends within this many seconds of its start (0: no limit): loading the model "
+                  "and the data count, and training stops early, with a checkpoint, when another step and the last "
+                  "validation and checkpoint (timed as they happen) would not fit")
       ->check(non_negative_number())
       ->capture_default_str();
   sub->add_option("--stop-at", o.stop_at,

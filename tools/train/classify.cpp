@@ -201,8 +201,8 @@ Tensor split_features(mg::Gpt2Classifier& clf, const Encoded& e, const Context& 
   return out;
 }
 
-// `max_time` > 0: the seconds this mode may still take (--max-time less what ran before it).
-ClassifyModeResult run_mode(const std::string& mode, const Context& c, const std::string& out_dir, double max_time) {
+// --max-time counts from `started_at`, the moment the command began (earlier modes and loading count).
+ClassifyModeResult run_mode(const std::string& mode, const Context& c, const std::string& out_dir, double started_at) {
   const ClassifyOptions& o = c.o;
   ClassifyModeResult m;
   m.mode = mode;
@@ -284,7 +284,9 @@ ClassifyModeResult run_mode(const std::string& mode, const Context& c, const std
                    .steps_per_epoch = per_epoch,
                    .total_flag = o.steps > 0 ? "--steps" : "--epochs",
                    .stop_at = o.stop_at,
-                   .max_time = max_time,
+                   .max_time = o.max_time,
+                   .started_at = started_at,
+                   .evaluations_after = 2,  // the scores below: the validation split again and the test split
                    .log_every = std::max<int64_t>(1, std::min<int64_t>(per_epoch / 4, 50)),
                    .eval_every = per_epoch,
                    .checkpoint_every = o.checkpoint_every,
@@ -590,9 +592,7 @@ ClassifyResult run_classify(const ClassifyOptions& o) {
                  r.baseline_val.accuracy, r.baseline_test.accuracy, r.baseline_seconds);
 
   for (const std::string& mode : o.modes) {
-    double left = 0;  // --max-time spans the whole command: what the earlier modes left
-    if (o.max_time > 0) left = std::max(1e-9, o.max_time - (now_seconds() - t0));
-    r.modes.push_back(run_mode(mode, c, r.out_dir, left));
+    r.modes.push_back(run_mode(mode, c, r.out_dir, t0));
     if (r.modes.back().stopped_early) {
       r.stopped_early = true;
       r.seconds = now_seconds() - t0;

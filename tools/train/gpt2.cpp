@@ -193,6 +193,7 @@ void set_gpt2_log_hooks(Trainer& trainer, std::vector<Gpt2TrainPoint>& train, in
 }
 
 Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
+  const double started_at = std::isnan(o.started_at) ? now_seconds() : o.started_at;  // --max-time counts from here
   if (o.steps < 1) usage_error("gpt2 train: --steps must be >= 1, got {}", o.steps);
   if (o.batch < 1) usage_error("gpt2 train: --batch must be >= 1, got {}", o.batch);
   if (o.seq_len < 0) usage_error("gpt2 train: --seq-len must be >= 0 (0: the model's context), got {}", o.seq_len);
@@ -266,7 +267,7 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
                    {.lr = o.lr, .beta1 = o.beta1, .beta2 = o.beta2, .eps = optim::kTorchAdamEps});
   opt.set_schedule(optim::LrSchedule::cosine(o.lr, warmup, o.steps, o.min_lr));
   const int64_t tokens_per_step = o.batch * seq_len;
-  Trainer trainer(opt, gpt2_trainer_options(kCmd, o, dp.leader()), &run);
+  Trainer trainer(opt, gpt2_trainer_options(kCmd, o, dp.leader(), started_at), &run);
   trainer.hooks.forward = [&](int64_t step) {
     mg::Batch b = mg::random_batch(data.train, o.batch, seq_len, o.seed, step);  // the global batch
     const Tensor inputs = dp.local(b.inputs), targets = dp.local(b.targets);     // (mpirun) this rank's rows
@@ -330,7 +331,8 @@ Gpt2TrainResult run_gpt2_train(const Gpt2TrainOptions& o) {
   dp.attach(trainer, model.named_parameters());
 
   const TrainSummary s = trainer.run();
-  if (dp.leader()) write_loss_curve(r.loss_curve_path, r, model.config().vocab_size);
+  // (the last validation drew the curve, with every point: only a run without one draws it here)
+  if (dp.leader() && val_batches.empty()) write_loss_curve(r.loss_curve_path, r, model.config().vocab_size);
   r.final_step = s.final_step;
   r.stopped_early = s.stopped_early;
   r.seconds = s.seconds;

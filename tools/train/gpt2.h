@@ -3,6 +3,7 @@
 // benchmarks, tests and the next GPT-2 loops (LoRA, classification) can call it or build on it.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -48,7 +49,8 @@ struct Gpt2TrainOptions {
   std::string cache_dir;          // token cache folder (empty: the run folder)
   std::string vocab;              // tokenizer folder (empty: Tokenizer::default_dir())
   int64_t steps = 300;            // total optimizer steps (a resumed run counts the ones done)
-  double max_time = 0;            // stop this run before another step would pass this many seconds (0: no limit)
+  double max_time = 0;            // > 0: the run returns within this many seconds of started_at (Trainer's max_time)
+  double started_at = NAN;        // the now_seconds() max_time counts from (NaN: when run_gpt2_train is called)
   int64_t stop_at = 0;            // stop (with a checkpoint) on reaching this step; the schedule still spans `steps`
   int64_t batch = 8;
   int64_t seq_len = 0;  // 0: the model's n_ctx
@@ -111,13 +113,15 @@ nlohmann::json gpt2_training_json(const Options& o, int64_t seq_len, int64_t war
           {"threads", o.threads}};
 }
 
-// The trainer's options for a gpt2 run: validation at the start and every val_every steps.
+// The trainer's options for a gpt2 run: validation at the start and every val_every steps; max_time
+// counts from `started_at` (the moment the command began: loading counts).
 template <class Options>
-TrainerOptions gpt2_trainer_options(const std::string& command, const Options& o, bool leader) {
+TrainerOptions gpt2_trainer_options(const std::string& command, const Options& o, bool leader, double started_at) {
   return {.command = command,
           .total_steps = o.steps,
           .stop_at = o.stop_at,
           .max_time = o.max_time,
+          .started_at = started_at,
           .log_every = std::max<int64_t>(o.log_every, 1),
           .eval_every = o.val_every,
           .eval_at_start = true,

@@ -143,6 +143,7 @@ json options_json(const Gpt2LoraOptions& o, const std::string& out, const std::v
 }  // namespace
 
 Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
+  const double started_at = now_seconds();  // --max-time spans the command: the LoRA run and the comparison
   check_options(o);
   const Device device = setup_device(o.device, o.threads, kCmd);
   DataParallel dp;  // (mpirun) each rank takes its rows of every batch; only the adapters' gradients are summed
@@ -242,7 +243,7 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
   r.lora.val_loss_before = base_val;
 
   const int64_t tokens_per_step = o.batch * seq_len;
-  Trainer trainer(opt, gpt2_trainer_options(kCmd, o, dp.leader()), &run);
+  Trainer trainer(opt, gpt2_trainer_options(kCmd, o, dp.leader(), started_at), &run);
   auto set_step = [&](int64_t step) {
     for (const mg::Gpt2LoraLayer& l : layers) l.lora->set_schedule_step(step);
   };
@@ -334,7 +335,8 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
   dp.attach(trainer, adapter_params);
 
   const TrainSummary s = trainer.run();
-  if (dp.leader()) write_lora_curve(r.loss_curve_path, r, base_val, o.steps, {});
+  // (the last validation drew the curve, with every point: only a run without one draws it here)
+  if (dp.leader() && val_batches.empty()) write_lora_curve(r.loss_curve_path, r, base_val, o.steps, {});
   r.final_step = s.final_step;
   r.stopped_early = s.stopped_early;
   r.seconds = s.seconds;
@@ -345,7 +347,11 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
   r.lora.seconds = s.step_seconds;
   r.lora.tokens_per_s = s.step_seconds > 0 ? static_cast<double>(s.tokens) / s.step_seconds : 0.0;
 
-  if (o.compare_full && !r.stopped_early) {
+  const bool time_left = !(o.max_time > 0) || now_seconds() - started_at < o.max_time;
+  if (o.compare_full && !r.stopped_early && !time_left && o.log)
+    trainer.print(
+        detail::format("{}: no time left for the full fine-tuning comparison (--max-time {})", kCmd, o.max_time));
+  if (o.compare_full && !r.stopped_early && time_left) {
     Gpt2TrainOptions f;
     f.data = data_paths;
     f.init = o.model;
@@ -369,6 +375,8 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
     f.checkpoint_every = 0;
     f.log_every = o.log_every;
     f.seed = o.seed;
+    f.max_time = o.max_time;  // what the LoRA run left of it
+    f.started_at = started_at;
     f.device = o.device;
     f.threads = o.threads;
     f.progress = o.progress;
@@ -377,7 +385,8 @@ Gpt2LoraResult run_gpt2_lora(const Gpt2LoraOptions& o) {
       trainer.print(detail::format("{}: full fine-tuning with the same steps, for comparison, in {}", kCmd, f.out));
     const Gpt2TrainResult fr = run_gpt2_train(f);
     Gpt2LoraRunSummary full;
-    full.name = "full fine-tuning";
+    full.name = fr.stopped_early ? detail::format("full fine-tuning ({} of {} steps)", fr.final_step, o.steps)
+                                 : std::string("full fine-tuning");
     full.trainable = fr.model ? fr.model->parameter_count().trainable : 0;
     full.val_loss_before = fr.val.empty() ? NAN : fr.val.front().loss;
     full.val_loss_after = fr.val.empty() ? NAN : fr.val.back().loss;

@@ -17,6 +17,14 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kTrainerStateFormat = "lowrank-trainer";
+// The next step's time is taken as the longest of this many recent ones: one step of a busy shared
+// machine can take twice the one before it.
+constexpr size_t kRecentSteps = 10;
+
+// The longer of two times, where NaN (not measured) gives way to any measure.
+double longest(double a, double b) {
+  return std::isnan(a) ? b : std::isnan(b) ? a : std::max(a, b);
+}
 
 }  // namespace
 
@@ -38,8 +46,12 @@ std::string Trainer::where(int64_t step, bool done) const {
   return "epoch " + std::to_string(s / n + 1) + ", step " + std::to_string(s % n + 1);
 }
 
+double Trainer::now() const {
+  return options_.clock ? options_.clock() : now_seconds();
+}
+
 double Trainer::run_seconds() const {
-  return now_seconds() - run_start_;
+  return now() - run_start_;
 }
 
 void Trainer::print(const std::string& line) {
@@ -86,6 +98,16 @@ int64_t Trainer::restore(const Checkpoint& c) {
   if (auto h = c.trainer_state.find("history"); h != c.trainer_state.end() && h->is_array())
     for (const json& r : *h) history_.push_back(r);
   prior_seconds_ = c.trainer_state.value("seconds", 0.0);
+  // What the evaluations and checkpoints took before: a --max-time of this run needs them from its start.
+  if (auto t = c.trainer_state.find("timing"); t != c.trainer_state.end() && t->is_object()) {
+    const json& timing = *t;
+    auto seconds = [&](const char* key) {
+      auto v = timing.find(key);
+      return v != timing.end() && v->is_number() && v->get<double>() >= 0 ? v->get<double>() : NAN;
+    };
+    evaluation_seconds_ = seconds("evaluation");
+    checkpoint_seconds_ = seconds("checkpoint");
+  }
   step_ = start_step_ = c.step;
   restored_ = c;
   check_parameters("in the checkpoint resumed from");
@@ -98,31 +120,65 @@ void Trainer::add_record(std::optional<json> record) {
   records_dirty_ = true;
 }
 
+void Trainer::evaluate(int64_t step) {
+  if (!hooks.evaluate) return;
+  const double t0 = now();
+  add_record(hooks.evaluate(step));
+  evaluation_seconds_ = longest(evaluation_seconds_, now() - t0);
+}
+
 void Trainer::checkpoint(int64_t step) {
+  const double t0 = now();
   check_parameters("after " + where(step, false));  // never write a checkpoint the guard would refuse
-  if (!run_ || !options_.leader) return;
-  const double seconds = prior_seconds_ + (now_seconds() - run_start_);
-  last_checkpoint_ = run_->commit(step, [&](CheckpointWriter& w) {
-    if (hooks.save) hooks.save(w);
-    optimizer_.save(w.path("optimizer.safetensors"), {{"step", std::to_string(step)}});
-    json state{{"format", kTrainerStateFormat}, {"command", options_.command}, {"step", step}, {"seconds", seconds},
-               {"history", history_},           {"state", w.state()}};
-    io::write_file_atomic(w.path(kTrainerStateFile), state.dump(1, ' ', false, json::error_handler_t::replace) + "\n");
-  });
-  last_checkpoint_step_ = step;
-  run_->write_metrics(history_);
-  records_dirty_ = false;
+  if (run_ && options_.leader) {
+    const double seconds = prior_seconds_ + (t0 - run_start_);
+    json timing = json::object();  // (a time not measured yet is left out)
+    if (!std::isnan(evaluation_seconds_)) timing["evaluation"] = evaluation_seconds_;
+    if (!std::isnan(checkpoint_seconds_)) timing["checkpoint"] = checkpoint_seconds_;
+    last_checkpoint_ = run_->commit(step, [&](CheckpointWriter& w) {
+      if (hooks.save) hooks.save(w);
+      optimizer_.save(w.path("optimizer.safetensors"), {{"step", std::to_string(step)}});
+      json state{{"format", kTrainerStateFormat},
+                 {"command", options_.command},
+                 {"step", step},
+                 {"seconds", seconds},
+                 {"timing", timing},
+                 {"history", history_},
+                 {"state", w.state()}};
+      io::write_file_atomic(w.path(kTrainerStateFile),
+                            state.dump(1, ' ', false, json::error_handler_t::replace) + "\n");
+    });
+    last_checkpoint_step_ = step;
+    run_->write_metrics(history_);
+    records_dirty_ = false;
+  }
+  checkpoint_seconds_ = longest(checkpoint_seconds_, now() - t0);
+}
+
+bool Trainer::out_of_time(double step_estimate, bool evaluation_due, bool checkpoint_due) const {
+  // Not measured yet: as long as a step (the checkpoint is measured after the first step; see trainer.h).
+  const double evaluation = !hooks.evaluate                   ? 0.0
+                            : std::isnan(evaluation_seconds_) ? step_estimate
+                                                              : evaluation_seconds_;
+  const double checkpoint = std::isnan(checkpoint_seconds_) ? step_estimate : checkpoint_seconds_;
+  const double due_now = (evaluation_due ? evaluation : 0.0) + (checkpoint_due ? checkpoint : 0.0);
+  const double after = step_ + 1 == options_.total_steps ? options_.evaluations_after * evaluation : 0.0;
+  return (now() - budget_start_) + due_now + step_estimate + evaluation + checkpoint + after > options_.max_time;
 }
 
 TrainSummary Trainer::run() {
   LR_CHECK(static_cast<bool>(hooks.forward), "{}: Trainer::run needs hooks.forward", options_.command);
   TrainSummary summary;
   summary.start_step = start_step_;
-  run_start_ = now_seconds();
+  run_start_ = now();
+  budget_start_ = std::isnan(options_.started_at) ? run_start_ : options_.started_at;
+  recent_steps_.clear();
   progress_.restart();
   if (run_ && options_.leader) run_->begin();
   if (!restored_) check_parameters("before the first step");
-  if (start_step_ == 0 && options_.eval_at_start && hooks.evaluate) add_record(hooks.evaluate(0));
+  // With --max-time a fresh run evaluates before its first step too, to time an evaluation (trainer.h).
+  if (start_step_ == 0 && (options_.eval_at_start || (options_.max_time > 0 && std::isnan(evaluation_seconds_))))
+    evaluate(0);
   if (records_dirty_ && run_ && options_.leader) run_->write_metrics(history_), records_dirty_ = false;
 
   const int64_t total = options_.total_steps;
@@ -130,7 +186,8 @@ TrainSummary Trainer::run() {
   IntervalStats interval;
   auto elapsed = [&] { return run_seconds(); };
   while (step_ < total) {
-    const double t0 = now_seconds();
+    const double t0 = now();
+    double evaluating = 0, checkpointing = 0;  // of this step's time
     if (hooks.before_step) hooks.before_step(step_);
     StepOutput out = hooks.forward(step_);
     LR_CHECK(out.loss.defined() && out.loss.numel() == 1, "{}: the step's loss must be one number", options_.command);
@@ -148,10 +205,14 @@ TrainSummary Trainer::run() {
     optimizer_.step();
     ++step_;
     const bool last_possible = step_ == total || (options_.stop_at > 0 && step_ >= options_.stop_at);
-    const bool checkpoint_due = options_.checkpoint_every > 0 && step_ % options_.checkpoint_every == 0;
+    // With --max-time and no checkpoint timed yet, the first step of the run is followed by one to time it.
+    const bool time_checkpoint = options_.max_time > 0 && std::isnan(checkpoint_seconds_) && step_ == start_step_ + 1;
+    const bool checkpoint_due = (options_.checkpoint_every > 0 && step_ % options_.checkpoint_every == 0) ||
+                                (time_checkpoint && !last_possible);
+    const bool evaluation_due = options_.eval_every > 0 && step_ % options_.eval_every == 0;
     if (step_ % options_.check_every == 0 && !last_possible && !checkpoint_due)
       check_parameters("after " + where(step_, false));  // (a checkpoint looks at them itself)
-    const double dt = now_seconds() - t0;
+    const double dt = now() - t0;
     summary.step_seconds += dt;
     summary.samples += out.samples;
     summary.tokens += out.tokens;
@@ -164,9 +225,12 @@ TrainSummary Trainer::run() {
     interval.step_seconds += dt;
     interval.lr = lr_used;
 
-    // --max-time: stop when another step of this one's length would run past it.
-    bool stop_early = step_ < total && ((options_.max_time > 0 && elapsed() + dt >= options_.max_time) ||
-                                        (options_.stop_at > 0 && step_ >= options_.stop_at));
+    // --max-time: stop when the work due now, another step and the final work would not fit (trainer.h).
+    double step_estimate = dt;
+    for (double s : recent_steps_) step_estimate = std::max(step_estimate, s);
+    bool stop_early =
+        step_ < total && ((options_.max_time > 0 && out_of_time(step_estimate, evaluation_due, checkpoint_due)) ||
+                          (options_.stop_at > 0 && step_ >= options_.stop_at));
     if (hooks.agree_stop && options_.max_time > 0) stop_early = hooks.agree_stop(stop_early);
     const bool last = step_ == total || stop_early;
     if ((options_.log_every > 0 && step_ % options_.log_every == 0) || last) {
@@ -177,10 +241,15 @@ TrainSummary Trainer::run() {
       if (hooks.log) add_record(hooks.log(s));
       interval = IntervalStats{};
     }
-    if ((options_.eval_every > 0 && step_ % options_.eval_every == 0) || last)
-      if (hooks.evaluate) add_record(hooks.evaluate(step_));
+    if (evaluation_due || last) {
+      const double e0 = now();
+      evaluate(step_);
+      evaluating = now() - e0;
+    }
     if (checkpoint_due || last) {
+      const double c0 = now();
       checkpoint(step_);
+      checkpointing = now() - c0;
     } else if (records_dirty_ && run_ && options_.leader) {
       run_->write_metrics(history_);  // the live curve between checkpoints (a resume keeps only the checkpoint's)
       records_dirty_ = false;
@@ -202,6 +271,9 @@ TrainSummary Trainer::run() {
       summary.stopped_early = true;
       break;
     }
+    // The step with its log and metrics writes, for the next --max-time estimate.
+    recent_steps_.push_back(now() - t0 - evaluating - checkpointing);
+    if (recent_steps_.size() > kRecentSteps) recent_steps_.pop_front();
   }
   progress_.clear();
   summary.final_step = step_;

@@ -32,8 +32,21 @@
 // (before clipping and the update) and passes `leader = false` on every rank but one, which then
 // write no files and print nothing (every rank must still take the same stop decisions: give
 // them the same max_time decisions, e.g. by broadcasting the leader's).
+//
+// max_time is a budget for the whole run, not for its steps alone: run() returns within max_time
+// seconds of `started_at` (a command passes the moment it began, so loading counts too), its last
+// evaluation and checkpoint included. Each step, evaluation and checkpoint is timed as it happens;
+// after each step the run goes on only if the evaluation and checkpoint due at that step, one more
+// step (the longest of the last few), and then the final evaluation and checkpoint (the longest
+// measured of each) still fit. A fresh run with max_time times both before they matter: it
+// evaluates before its first step (as eval_at_start does) and commits a checkpoint after it. The
+// measured times travel with the checkpoints, so a resumed run knows them (one resumed from a
+// checkpoint without them reckons each as one step until it has measured it). The first step of a
+// run is always taken.
 #pragma once
+#include <cmath>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -76,10 +89,13 @@ struct TrainerOptions {
   int64_t steps_per_epoch = 0;         // > 0: messages place steps in epochs ("epoch 2, step 3")
   std::string total_flag = "--steps";  // the flag that sets total_steps, for "ask for more with ..."
   int64_t stop_at = 0;                 // > 0: stop after this step, with a checkpoint; schedules still span total_steps
-  double max_time = 0;                 // > 0: stop before another step would pass this many seconds since run() began
+  double max_time = 0;                 // > 0: run() returns within this many seconds of started_at (see above)
+  double started_at = NAN;             // the clock reading max_time counts from (NaN: when run() begins)
+  double evaluations_after = 0;        // evaluations' worth of time the caller needs after a run that reaches
+                                       // total_steps (e.g. scoring a test split), kept within max_time
   int64_t log_every = 0;               // steps per log interval (0: one interval, ending with the run)
   int64_t eval_every = 0;              // steps between evaluations (0: at the end only)
-  bool eval_at_start = false;          // also evaluate before the first step of a fresh run
+  bool eval_at_start = false;          // also evaluate before the first step of a fresh run (max_time does too)
   int64_t checkpoint_every = 0;        // steps between checkpoints (0: at the end only); needs a run folder
   double grad_clip = 0;                // > 0: clip the global gradient norm of the optimizer's parameters to it
   // Steps between looks at the parameters for NaN or infinity; they are always looked at before a
@@ -88,6 +104,8 @@ struct TrainerOptions {
   int64_t check_every = 1;
   bool progress = true;  // the progress line (drawn only when stderr is a terminal)
   bool leader = true;    // data-parallel: only the leader writes files and prints
+  // Seconds on a monotonic clock (empty: now_seconds); tests inject a fake one.
+  std::function<double()> clock = nullptr;
 };
 
 struct Hooks {
@@ -145,6 +163,10 @@ class Trainer {
   double prior_seconds() const { return prior_seconds_; }
   // Seconds since run() began.
   double run_seconds() const;
+  // The seconds the longest evaluation and checkpoint of this run (or of the runs before a resume)
+  // took; NaN until one is measured.
+  double evaluation_seconds() const { return evaluation_seconds_; }
+  double checkpoint_seconds() const { return checkpoint_seconds_; }
   int64_t step() const { return step_; }
   const TrainerOptions& options() const { return options_; }
   optim::Optimizer& optimizer() { return optimizer_; }
@@ -158,14 +180,21 @@ class Trainer {
   [[noreturn]] void stop_on_bad_value(const std::string& what_went_wrong) const;
   void check_parameters(const std::string& when) const;
   void checkpoint(int64_t step);
+  void evaluate(int64_t step);
   void add_record(std::optional<nlohmann::json> record);
+  double now() const;
+  // Whether the work due after this step, one more step and the final evaluation and checkpoint
+  // would pass max_time (see the top of this file).
+  bool out_of_time(double step_estimate, bool evaluation_due, bool checkpoint_due) const;
 
   optim::Optimizer& optimizer_;
   TrainerOptions options_;
   RunFolder* run_;
   ProgressLine progress_;
   std::vector<nlohmann::json> history_;
-  double prior_seconds_ = 0, run_start_ = 0;
+  double prior_seconds_ = 0, run_start_ = 0, budget_start_ = 0;
+  double evaluation_seconds_ = NAN, checkpoint_seconds_ = NAN;
+  std::deque<double> recent_steps_;  // the seconds of the last few steps, with their log and metrics writes
   int64_t step_ = 0, start_step_ = 0;
   std::optional<Checkpoint> restored_;
   std::string last_checkpoint_;
