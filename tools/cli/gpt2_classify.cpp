@@ -81,8 +81,9 @@ RunFn register_gpt2_classify(CLI::App& gpt2) {
                   "--resume goes on from there")
       ->check(non_negative_int());
   sub->add_option("--max-time", o.max_time,
-                  "stop (with a checkpoint) before another step would pass this many seconds since the start (0: no "
-                  "limit); --resume goes on from there")
+                  "the whole command ends within this many seconds of its start (0: no limit): training stops early, "
+                  "with a checkpoint, when another step, the last validation and checkpoint and the test scoring "
+                  "(timed as they happen) would not fit; --resume goes on from there")
       ->check(non_negative_number())
       ->capture_default_str();
   sub->add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints of a mode (0: at its end only)")

@@ -87,8 +87,8 @@ RunFn register_gpt2_lora(CLI::App& gpt2) {
       ->check(positive_int())
       ->capture_default_str();
   sub->add_option("--max-time", o.max_time,
-                  "stop the LoRA run before another step would pass this many seconds (with a checkpoint; 0: no "
-                  "limit); a stopped run skips the comparison")
+                  "the whole command (LoRA run and comparison) ends within this many seconds of its start (0: no "
+                  "limit); a LoRA run stopped early, with a checkpoint, skips the comparison, which gets what is left")
       ->check(non_negative_number())
       ->capture_default_str();
   sub->add_option("--stop-at", o.stop_at, "stop (with a checkpoint) on reaching this step")->check(non_negative_int());
