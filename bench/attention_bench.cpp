@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/paired.h"
+#include "bench/threads_paired.h"
 #include "core/cuda/cuda_api.h"
 #include "core/ops.h"
 
@@ -113,6 +113,14 @@ void run_paired(benchmark::State& state, Device d) {
   state.counters["fused_GFLOP/s"] = flops_of(state) / m.fused / 1e9;
 }
 
+// The fused step on the CPU at 2 threads against 1 (bench/threads_paired.h): t2/t1 < 1 when the
+// second thread helps ((batch, head) pairs split over the pool above a size, kernels/cpu/attention.cpp).
+void run_threads_paired(benchmark::State& state) {
+  Inputs t = inputs_of(state, Device::cpu());
+  bench::run_thread_pairs(
+      state, [&] { step(Variant::Fused, t); }, 20.0);
+}
+
 void register_all(const char* dev_name, Device d) {
   // {B, Tq, Tk, H, D, dropout %, train}: the small GPT-2 preset, with and without dropout; GPT-2
   // 124M's heads at context 1024; a mid shape; and the KV-cache decode step over 256 and 1024 keys.
@@ -138,6 +146,15 @@ void register_all(const char* dev_name, Device d) {
 
 int main(int argc, char** argv) {
   register_all("cpu", Device::cpu());
+  // The shapes above, and few heads of short rows (just over the pool's threshold).
+  const std::vector<std::vector<int64_t>> thread_shapes = {{8, 256, 256, 4, 64, 0, 1},    {4, 128, 128, 12, 64, 0, 1},
+                                                           {1, 1024, 1024, 12, 64, 0, 1}, {1, 64, 64, 4, 64, 0, 1},
+                                                           {8, 1, 256, 4, 64, 0, 0},      {1, 1, 1024, 12, 64, 0, 0}};
+  for (const auto& args : thread_shapes) {
+    auto* b = benchmark::RegisterBenchmark("attention/cpu/fused/ThreadsPaired", run_threads_paired);
+    b->Args(args)->ArgNames({"B", "Tq", "Tk", "H", "D", "drop%", "train"})->Unit(benchmark::kMicrosecond);
+    b->UseManualTime()->Iterations(1);
+  }
   if (cuda_runtime_device_count() > 0) register_all("cuda", Device::cuda(0));
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -2,7 +2,8 @@
 //  * matmul through lowrank vs a direct cblas_sgemm into a preallocated C (ratio; goal <= 1.05),
 //  * per-op cost of forward + backward of a small elementwise chain on 32x128 tensors (goal
 //    <= 2 us per op), next to the same math as plain loops (the compute floor) and on 1x1
-//    tensors (pure framework overhead).
+//    tensors (pure framework overhead),
+//  * 2 threads against 1 on that chain and on GPT-2's layer_norm and gelu, small to large.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -12,6 +13,7 @@
 #include <ctime>
 #include <vector>
 
+#include "bench/threads_paired.h"
 #include "core/ops.h"
 
 using namespace lowrank;
@@ -148,6 +150,58 @@ void BM_PerOp(benchmark::State& state) {
   set_per_op_counters(state, t0, cpu0, kChainOps);
 }
 BENCHMARK(BM_PerOp)->Args({32, 128})->Args({1, 1})->ArgNames({"rows", "cols"})->Unit(benchmark::kMicrosecond);
+
+// ---- 2 threads against 1 (bench/threads_paired.h): t2/t1 < 1 when the second thread helps. Each
+// kernel family splits its work over the pool only above a size (kernels/cpu/), so small tensors
+// must come out even (t2/t1 ~ 1) and large ones faster.
+
+// The per-op chain above, forward + backward, from the small per-op shape to 1M elements.
+void BM_ChainThreadsPaired(benchmark::State& state) {
+  Tensor x = randn({state.range(0), state.range(1)}, 3),
+         w = randn({state.range(0), state.range(1)}, 4).requires_grad_();
+  auto step = [&] {
+    w.zero_grad();
+    chain(x, w).backward();
+  };
+  bench::run_thread_pairs(state, step, 10.0);
+}
+BENCHMARK(BM_ChainThreadsPaired)
+    ->Args({32, 128})
+    ->Args({256, 256})
+    ->Args({512, 512})
+    ->Args({1024, 1024})
+    ->ArgNames({"rows", "cols"})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseManualTime()
+    ->Iterations(1);
+
+// A row op and a compute-bound elementwise op of GPT-2, forward + backward: layer_norm over
+// [rows, cols] (range(2) = 0) and gelu (range(2) = 1).
+void BM_RowOpThreadsPaired(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  const bool is_gelu = state.range(2) != 0;
+  Tensor x = randn({rows, cols}, 5).requires_grad_(), gy = randn({rows, cols}, 6);
+  Tensor w = randn({cols}, 7).requires_grad_(), b = randn({cols}, 8).requires_grad_();
+  auto step = [&] {
+    x.zero_grad();
+    w.zero_grad();
+    b.zero_grad();
+    (is_gelu ? gelu(x) : layer_norm(x, w, b)).backward(gy);
+  };
+  bench::run_thread_pairs(state, step, 10.0);
+  state.SetLabel(is_gelu ? "gelu" : "layer_norm");
+}
+BENCHMARK(BM_RowOpThreadsPaired)
+    ->Args({16, 768, 0})
+    ->Args({64, 768, 0})
+    ->Args({256, 768, 0})
+    ->Args({2048, 768, 0})
+    ->Args({64, 768, 1})
+    ->Args({256, 3072, 1})
+    ->ArgNames({"rows", "cols", "gelu"})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseManualTime()
+    ->Iterations(1);
 
 }  // namespace
 

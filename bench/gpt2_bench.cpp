@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "bench/gpt2_steps.h"
-#include "bench/paired.h"
+#include "bench/threads_paired.h"
 #include "core/device.h"
 #include "core/ops.h"
 #include "core/threads.h"
@@ -115,7 +115,7 @@ void BM_TrainStep(benchmark::State& state) {
 }
 BENCHMARK(BM_TrainStep)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// 2 threads against 1, steps alternating in one process (bench/paired.h): "fused/unfused" is the
+// 2 threads against 1, steps alternating in one process (bench/threads_paired.h): t2/t1 is the
 // 2-thread step time over the 1-thread one (the goal: <= 1/1.7 = 0.59). range(0): 0 = the small
 // preset at 8 x 256, 1 = GPT-2 124M at 4 x 64 (the llm.c comparison's configs).
 void BM_TrainStepThreadsPaired(benchmark::State& state) {
@@ -125,15 +125,11 @@ void BM_TrainStepThreadsPaired(benchmark::State& state) {
   } else {
     t = std::make_unique<Trainer>(mg::Config::preset("gpt2"), 4, 64);
   }
-  auto timed = [&](bool two) {
-    set_num_threads(two ? 2 : 1);
-    return bench::time_once([&] { benchmark::DoNotOptimize(t->step()); }, [] {});
-  };
-  const bench::PairedMedians m = bench::run_pairs(state, timed, 30.0);
+  const bench::PairedMedians m = bench::run_thread_pairs(
+      state, [&] { benchmark::DoNotOptimize(t->step()); }, 30.0);
   state.counters["tokens/s_2threads"] = static_cast<double>(t->x.numel()) / m.fused;
   state.counters["tokens/s_1thread"] = static_cast<double>(t->x.numel()) / m.unfused;
   state.SetLabel(state.range(0) == 0 ? "small 8x256" : "gpt2-124M 4x64");
-  set_num_threads(0);
 }
 BENCHMARK(BM_TrainStepThreadsPaired)->Arg(0)->Arg(1)->Unit(benchmark::kSecond)->UseManualTime()->Iterations(1);
 

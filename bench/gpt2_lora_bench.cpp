@@ -7,6 +7,7 @@
 //     lora_tokens/s, full_tokens/s     tokens per second of each step (medians of the pairs)
 //     speedup                          full step time / LoRA step time (median of per-pair ratios)
 //     lora_optimizer_MiB, full_optimizer_MiB, optimizer_state_ratio   AdamW moments after a step
+//   BM_LoraStepThreadsPaired/<preset>/<batch>/<seq>   the LoRA step at 2 threads against 1: t2/t1
 //   BM_StepPeakRss/<lora>/<preset>/<batch>/<seq>    one model, one kind of step: peak_rss_MiB is the
 //     whole process's, so run each alone (--benchmark_filter='BM_StepPeakRss/1/0/8/256/').
 //
@@ -16,7 +17,7 @@
 #include <sys/resource.h>
 
 #include "bench/gpt2_steps.h"
-#include "bench/paired.h"
+#include "bench/threads_paired.h"
 #include "core/threads.h"
 
 using namespace lowrank;
@@ -65,6 +66,22 @@ BENCHMARK(BM_LoraVsFull)
     ->UseManualTime()
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
+
+// One LoRA step at 2 threads against 1 (bench/threads_paired.h), on `gpt2 lora`'s default batch
+// (8 x 64) of the small preset: range = preset, batch, seq.
+void BM_LoraStepThreadsPaired(benchmark::State& state) {
+  const std::string preset = kPresets[state.range(0)];
+  const int64_t batch = state.range(1), seq = state.range(2);
+  FineTuneStep lora(preset, true);
+  const int64_t vocab = lora.model->config().vocab_size;
+  const Tensor x = random_ids(batch, seq, vocab, 1), y = random_ids(batch, seq, vocab, 2);
+  const bench::PairedMedians m = bench::run_thread_pairs(
+      state, [&] { benchmark::DoNotOptimize(lora.step(x, y)); }, 20.0);
+  state.counters["tokens/s_2threads"] = static_cast<double>(batch * seq) / m.fused;
+  state.counters["tokens/s_1thread"] = static_cast<double>(batch * seq) / m.unfused;
+  state.SetLabel(preset);
+}
+BENCHMARK(BM_LoraStepThreadsPaired)->Args({0, 8, 64})->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 
 void BM_StepPeakRss(benchmark::State& state) {
   const bool is_lora = state.range(0) != 0;

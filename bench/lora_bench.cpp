@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/paired.h"
+#include "bench/threads_paired.h"
 #include "core/cuda/cuda_api.h"
 #include "core/ops.h"
 
@@ -98,6 +98,17 @@ void run_paired(benchmark::State& state, Device d) {
   bench::run_pairs(state, timed_pair, 60.0);
 }
 
+// The fused step on the CPU at 2 threads against 1 (bench/threads_paired.h): t2/t1 < 1 when the
+// second thread helps (GEMMs split over the pool above a size, kernels/cpu/gemm.cpp).
+void run_threads_paired(benchmark::State& state) {
+  const int64_t m = state.range(0), in = state.range(1), out = state.range(2), r = state.range(3);
+  Inputs t = make_inputs(m, in, out, r, Device::cpu());
+  Tensor gy = randn({m, out}, 2);
+  const double scale = 16.0 / static_cast<double>(r), base_scale = 0.9;
+  bench::run_thread_pairs(
+      state, [&] { step(Variant::Fused, t, gy, scale, base_scale); }, 20.0);
+}
+
 void register_all(const char* dev_name, Device d) {
   const std::pair<const char*, Variant> variants[] = {
       {"fused", Variant::Fused}, {"unfused", Variant::Unfused}, {"merged", Variant::Merged}};
@@ -131,6 +142,14 @@ void register_all(const char* dev_name, Device d) {
 
 int main(int argc, char** argv) {
   register_all("cpu", Device::cpu());
+  // A few of the shapes above: an MLP-sized layer, GPT-2's 768-wide projections at few and many
+  // rows, and its MLP's 768 -> 3072.
+  const std::vector<std::vector<int64_t>> thread_shapes = {
+      {32, 128, 128, 8}, {32, 768, 768, 8}, {512, 768, 768, 8}, {512, 768, 3072, 16}, {4096, 768, 768, 16}};
+  for (const auto& args : thread_shapes) {
+    auto* b = benchmark::RegisterBenchmark("lora/cpu/fused/ThreadsPaired", run_threads_paired);
+    b->Args(args)->ArgNames({"M", "in", "out", "r"})->Unit(benchmark::kMicrosecond)->UseManualTime()->Iterations(1);
+  }
   if (cuda_runtime_device_count() > 0) register_all("cuda", Device::cuda(0));
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -4,16 +4,19 @@
 //    floats) through the fused kernel vs the same update composed from framework ops, the
 //    unfused sequence a PyTorch user's per-tensor loop runs (ratio fused / unfused; counters give
 //    both and the per-epoch cost at 1875 steps);
-//  * one epoch of DataLoader batches (60,000 x 784 f32, batch 32, shuffled) gathered.
+//  * one epoch of DataLoader batches (60,000 x 784 f32, batch 32, shuffled) gathered;
+//  * one AdamW step over GPT-2's parameters at 2 threads against 1.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cmath>
 #include <ctime>
 
+#include "bench/threads_paired.h"
 #include "core/dispatch.h"
 #include "core/io/dataloader.h"
 #include "core/ops.h"
+#include "models/gpt2/model.h"
 #include "optim/adam.h"
 
 using namespace lowrank;
@@ -103,6 +106,26 @@ void BM_AdamStepMlp(benchmark::State& state) {
   state.counters["params"] = static_cast<double>(n);
 }
 BENCHMARK(BM_AdamStepMlp)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// One AdamW step (decay 0.1, as GPT-2 training) over a GPT-2 model's parameter set at 2 threads
+// against 1 (bench/threads_paired.h): range(0) = 0 the small preset (~16M floats), 1 GPT-2 124M.
+// The kernel splits a tensor over the pool only above a size (kernels/cpu/adam.cpp).
+void BM_AdamWGpt2ThreadsPaired(benchmark::State& state) {
+  nn::Generator gen(0);
+  models::gpt2::Gpt2 model(models::gpt2::Config::preset(state.range(0) == 0 ? "small" : "gpt2"), gen);
+  optim::NamedParameters params = model.named_parameters();
+  int64_t n = 0;
+  for (auto& [name, p] : params) {
+    p.set_grad(mul(randn(p.shape(), 7), 1e-2));
+    n += p.numel();
+  }
+  optim::AdamW opt(params, {.lr = 1e-4, .beta2 = 0.95, .weight_decay = 0.1});
+  bench::run_thread_pairs(
+      state, [&] { opt.step(); }, 20.0);
+  state.counters["params"] = static_cast<double>(n);
+  state.SetLabel(state.range(0) == 0 ? "small" : "gpt2-124M");
+}
+BENCHMARK(BM_AdamWGpt2ThreadsPaired)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(1);
 
 void BM_DataLoaderEpoch(benchmark::State& state) {
   const int64_t n = 60000;
