@@ -55,7 +55,7 @@ def fmt(us):
 rows = []
 for b in benches:
     path = os.path.join(tmp, b + ".json")
-    if not os.path.exists(path):  # no row of this binary matched
+    if not os.path.exists(path) or os.path.getsize(path) == 0:  # no row of this binary matched
         continue
     with open(path) as f:
         for r in json.load(f)["benchmarks"]:
