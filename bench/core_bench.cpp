@@ -165,31 +165,22 @@ void BM_ChainThreadsPaired(benchmark::State& state) {
   };
   bench::run_thread_pairs(state, step, 10.0);
 }
-BENCHMARK(BM_ChainThreadsPaired)
-    ->Args({32, 128})
-    ->Args({256, 256})
-    ->Args({512, 512})
-    ->Args({1024, 1024})
-    ->ArgNames({"rows", "cols"})
-    ->Unit(benchmark::kMicrosecond)
-    ->UseManualTime()
-    ->Iterations(1);
+
+// Square [n, n] shapes from 2^16 to 2^20 elements, around the pool's elementwise threshold.
+void square_shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t n : {256, 512, 1024}) b->Args({n, n});
+  b->ArgNames({"rows", "cols"})->Unit(benchmark::kMicrosecond)->UseManualTime()->Iterations(1);
+}
+BENCHMARK(BM_ChainThreadsPaired)->Args({32, 128})->Apply(square_shapes);
 
 // An elementwise op over rows with a broadcast operand (a bias add, [rows, cols] + [cols]), forward
 // only: the strided path of kernels/cpu/strided.h, which splits rows rather than one long row.
 void BM_BroadcastAddThreadsPaired(benchmark::State& state) {
   const Tensor x = randn({state.range(0), state.range(1)}, 9), b = randn({state.range(1)}, 10);
-  bench::run_thread_pairs(
-      state, [&] { benchmark::DoNotOptimize(add(x, b).raw_data()); }, 10.0);
+  auto step = [&] { benchmark::DoNotOptimize(add(x, b).raw_data()); };
+  bench::run_thread_pairs(state, step, 10.0);
 }
-BENCHMARK(BM_BroadcastAddThreadsPaired)
-    ->Args({256, 256})
-    ->Args({512, 512})
-    ->Args({1024, 1024})
-    ->ArgNames({"rows", "cols"})
-    ->Unit(benchmark::kMicrosecond)
-    ->UseManualTime()
-    ->Iterations(1);
+BENCHMARK(BM_BroadcastAddThreadsPaired)->Apply(square_shapes);
 
 // A row op and a compute-bound elementwise op of GPT-2, forward + backward: layer_norm over
 // [rows, cols] (range(2) = 0) and gelu (range(2) = 1).
