@@ -14,8 +14,13 @@ namespace lowrank::cpu {
 namespace {
 
 // Below this many multiply-adds a product runs on the calling thread: waking a worker costs a few
-// microseconds, and a 2-way split of a 64x64x64 product (~5 us) would not pay for it.
-constexpr int64_t kGemmParallelMinMacs = int64_t{1} << 20;
+// microseconds, and the worker's half must first pull its operands from the caller's cache (the
+// weights Adam just wrote) and hand its output back. At 2^20 the MLP's two 3.2M-MAC products of a
+// step (784 -> 128 at batch 32, forward and weight gradient) were split, and its epoch took 1.27x
+// as long on 2 threads as on 1 on a quiet machine; at 2^22 (bench/mlp_bench BM_EpochThreadsPaired,
+// 2 runs each, load ~1.5) 2-thread / 1-thread time went from 1.06-1.10 wall and 1.69 CPU to
+// 0.99-1.01 wall and 0.98-1.01 CPU, the trained weights bit for bit the same.
+constexpr int64_t kGemmParallelMinMacs = int64_t{1} << 22;
 // Rows or columns per split unit: a multiple of OpenBLAS's register tiles, so no chunk ends in a
 // ragged tile that the unsplit call would not have had.
 constexpr int64_t kGemmSplitUnit = 32;
