@@ -83,8 +83,12 @@ void reduce_typed(ReduceOp op, const Tensor& x, const Tensor& out, uint64_t mask
 
   // A whole contiguous tensor to one number (a loss's mean, a gradient norm): one partial sum per
   // thread over a fixed chunk, added in chunk order (the same result at a fixed thread count; at
-  // one thread the serial sum below). The general path parallelises over outputs only.
-  if (is_sum && n_out == 1 && x.is_contiguous() && x.numel() >= 2 * kParallelMinElems) {
+  // one thread the serial sum below). The general path parallelises over outputs only. A sum is
+  // one memory-bound pass, split from the elementwise ops' size: from 2^16 elements,
+  // bench/core_bench BM_ChainThreadsPaired at [256, 256] (one such sum among 11 ops) took
+  // 1.07-1.08x the wall time and 1.40x the CPU on 2 threads as on 1; from 2^18, 1.00 and 1.01-1.02
+  // (3 alternating runs each, load ~1).
+  if (is_sum && n_out == 1 && x.is_contiguous() && x.numel() >= kElementwiseParallelMin) {
     std::vector<double> partial(static_cast<size_t>(std::max(parallel_threads(), 1)), 0.0);
     const int parts = parallel_chunks(x.numel(), true, [&](int64_t b, int64_t e, int part) {
       partial[static_cast<size_t>(part)] = sum_contiguous(px + b, e - b);
