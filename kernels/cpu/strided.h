@@ -12,12 +12,8 @@
 
 namespace lowrank::cpu {
 
-// An elementwise op of at least this many elements is split over the pool, as one long row in
-// chunks or as its rows: below it the wake-up (a few microseconds) outweighs half of a
-// memory-bound pass. The rows of a strided op (a broadcast bias add) once split from 2^16
-// elements: bench/core_bench BM_BroadcastAddThreadsPaired at [256, 256] (a ~10 us add) gave
-// 2-thread / 1-thread time 1.01-1.04 wall and 1.03-1.07 CPU with the split, 1.00-1.01 wall and
-// 1.01 CPU without it (3 alternating runs each, load ~7 on 2 cores).
+// A contiguous elementwise op of at least this many elements is split over the pool: below it the
+// wake-up (a few microseconds) outweighs half of a memory-bound pass.
 constexpr int64_t kElementwiseParallelMin = int64_t{1} << 18;
 
 // Most axes a CPU kernel loop handles (after coalescing, at most the tensor's rank).
@@ -110,7 +106,10 @@ void for_each_row(const StridedLoop<N>& L, F&& f) {
     });
     return;
   }
-  parallel_for(rows, rows * inner >= kElementwiseParallelMin, [&](int64_t r) {
+  // Rows split from 2^16 elements: back-to-back broadcast adds of [256, 256] (~10 us each) ran
+  // 1.45-1.85x faster on 2 threads at load ~0.8 (bench/core_bench BM_BroadcastAddThreadsPaired,
+  // 3 runs; at load ~7, with no free core to gain, 1-4% slower).
+  parallel_for(rows, rows * inner >= 2 * kParallelMinElems, [&](int64_t r) {
     std::array<int64_t, N> off{};
     int64_t rem = r;
     for (int64_t d = nd - 2; d >= 0; --d) {
