@@ -177,6 +177,22 @@ void BM_Generate(benchmark::State& state) {
   state.SetLabel(o.kv_cache ? "kv-cache" : "no-cache");
   set_num_threads(0);
 }
+// KV-cache generation of GPT-2 124M (32 tokens after a one-token prompt, greedy) at 2 threads
+// against 1 (bench/threads_paired.h): one token at a time, its products are matrix-vector ones.
+void BM_GenerateThreadsPaired(benchmark::State& state) {
+  nn::Generator gen(0);
+  mg::Gpt2 model(mg::Config::preset("gpt2"), gen);
+  mg::GenerateOptions o;
+  o.max_tokens = 32;
+  o.sampling.temperature = 0.0;
+  auto run = [&] { benchmark::DoNotOptimize(mg::generate(model, {50256}, o).tokens.size()); };
+  const bench::PairedMedians m = bench::run_thread_pairs(state, run, 20.0);
+  state.counters["tokens/s_2threads"] = static_cast<double>(o.max_tokens) / m.fused;
+  state.counters["tokens/s_1thread"] = static_cast<double>(o.max_tokens) / m.unfused;
+  state.SetLabel("gpt2-124M kv-cache");
+}
+BENCHMARK(BM_GenerateThreadsPaired)->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(1);
+
 BENCHMARK(BM_Generate)
     ->Args({1, 64})
     ->Args({0, 64})

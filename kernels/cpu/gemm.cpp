@@ -13,14 +13,24 @@
 namespace lowrank::cpu {
 namespace {
 
-// Below this many multiply-adds a product runs on the calling thread: waking a worker costs a few
-// microseconds, and the worker's half must first pull its operands from the caller's cache (the
-// weights Adam just wrote) and hand its output back. At 2^20 the MLP's two 3.2M-MAC products of a
-// step (784 -> 128 at batch 32, forward and weight gradient) were split, and its epoch took 1.27x
-// as long on 2 threads as on 1 on a quiet machine; at 2^22 (bench/mlp_bench BM_EpochThreadsPaired,
-// 2 runs each, load ~1.5) 2-thread / 1-thread time went from 1.06-1.10 wall and 1.69 CPU to
-// 0.99-1.01 wall and 0.98-1.01 CPU, the trained weights bit for bit the same.
+// A product is split over the pool from kGemmParallelMinMacs multiply-adds, or from
+// kGemmStreamMinMacs when one operand has kGemmStreamMinElems elements (4 MiB of f32, more than a
+// core's L2): each thread then streams its own half of that operand from memory, the one-token
+// products of generation. Smaller work stays on the calling thread: waking a worker costs
+// microseconds, and the worker's half must first pull in-cache operands (weights Adam just wrote)
+// from the caller's cache and hand its output back. With one threshold of 2^20 the MLP's two
+// 3.2M-MAC products a step (784 -> 128 at batch 32: a 400 KB weight) were split and its epoch ran
+// 1.27x slower on 2 threads than on 1 on a quiet machine; with one of 2^22, GPT-2 124M's
+// generation (1 x 768 x 2304 and 1 x 768 x 3072 products) lost its 2-thread speedup. Measured
+// (bench/mlp_bench BM_EpochThreadsPaired, bench/gpt2_bench BM_GenerateThreadsPaired, alternating
+// builds, load 0.6-1.5), 2-thread / 1-thread time: the epoch 1.06-1.10 with its products split,
+// 0.99-1.01 without; generation 0.65-0.71 with its products split, 0.89-0.91 without. This rule
+// splits the second and not the first.
 constexpr int64_t kGemmParallelMinMacs = int64_t{1} << 22;
+constexpr int64_t kGemmStreamMinMacs = int64_t{1} << 20;
+constexpr int64_t kGemmStreamMinElems = int64_t{1} << 20;
+// Many products, each too small to split, run one per thread from this many multiply-adds in all.
+constexpr int64_t kGemmBatchParallelMinMacs = int64_t{1} << 20;
 // Rows or columns per split unit: a multiple of OpenBLAS's register tiles, so no chunk ends in a
 // ragged tile that the unsplit call would not have had.
 constexpr int64_t kGemmSplitUnit = 32;
@@ -41,7 +51,9 @@ void blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
 template <class T>
 void gemm_split(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T* a, int64_t lda, const T* b,
                 int64_t ldb, double beta, T* c, int64_t ldc) {
-  const bool par = m * n * k >= kGemmParallelMinMacs && std::max(m, n) >= 2 * kGemmSplitUnit;
+  const int64_t macs = m * n * k, operand = std::max(m * k, k * n);
+  const bool par = (macs >= kGemmParallelMinMacs || (macs >= kGemmStreamMinMacs && operand >= kGemmStreamMinElems)) &&
+                   std::max(m, n) >= 2 * kGemmSplitUnit;
   if (!par || parallel_threads() <= 1) return blas(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   if (m >= n) {  // rows of C: rows of op(A)
     parallel_chunks((m + kGemmSplitUnit - 1) / kGemmSplitUnit, true, [&](int64_t u0, int64_t u1, int) {
@@ -67,7 +79,7 @@ void gemm_typed(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tenso
   };
   // Many products, each too small to split: one thread per run of products.
   const bool per_batch = g.batch >= 2 * parallel_threads() && g.m * g.n * g.k < kGemmParallelMinMacs &&
-                         g.batch * g.m * g.n * g.k >= kGemmParallelMinMacs;
+                         g.batch * g.m * g.n * g.k >= kGemmBatchParallelMinMacs;
   if (per_batch && g.stride_c != 0) {
     parallel_for(g.batch, true, one);
   } else {
