@@ -218,3 +218,19 @@ TEST(TrainerMaxTime, AResumeKnowsTheTimesAndGoesOnBitForBit) {
 
 }  // namespace
 }  // namespace lowrank
+
+namespace lowrank {
+
+TEST(Trainer, WhereNamesTheStepInItsEpoch) {
+  // 4 steps an epoch: step 6 is the second of epoch 2, before it is taken and after.
+  test::TempDir dir;
+  FakeRun r(dir.file("run"), {});
+  const auto t = r.trainer(TrainerOptions{.command = "test", .total_steps = 8, .steps_per_epoch = 4});
+  EXPECT_EQ(t->where(6, false), "epoch 2, step 2");
+  EXPECT_EQ(t->where(6, true), "epoch 2, step 2");
+  EXPECT_EQ(t->where(1, false), "epoch 1, step 1");
+  EXPECT_EQ(t->where(8, true), "epoch 2");  // an epoch's end
+  EXPECT_EQ(t->where(8, false), "epoch 2, step 4");
+}
+
+}  // namespace lowrank

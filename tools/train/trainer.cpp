@@ -42,7 +42,7 @@ std::string Trainer::where(int64_t step, bool done) const {
   const int64_t n = options_.steps_per_epoch;
   if (n <= 0) return "step " + std::to_string(step);
   if (done && step % n == 0) return "epoch " + std::to_string(step / n);
-  const int64_t s = done ? step : step - 1;  // the step being taken is in epoch s / n + 1
+  const int64_t s = step - 1;  // 0-based: the step being taken, or (done) the last one taken
   return "epoch " + std::to_string(s / n + 1) + ", step " + std::to_string(s % n + 1);
 }
 
