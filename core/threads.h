@@ -1,12 +1,14 @@
-// How many CPU threads the kernels use (OpenBLAS and OpenMP together): the tools' --threads flag.
+// How many CPU threads the kernels use: the size of the CPU backend's one thread pool
+// (kernels/cpu/parallel.h; OpenBLAS runs single-threaded under it). The tools' --threads flag.
 #pragma once
 
 namespace lowrank {
 
-// n >= 1 sets both OpenBLAS's and OpenMP's thread counts; n == 0 restores the default (one per
-// core). Defined by kernels/cpu.
+// n >= 1 sizes the pool (its workers are joined and started anew when the count changes); n == 0
+// restores the default, one per core (std::thread::hardware_concurrency; the tools resolve their
+// --threads 0 themselves, see tools/train/setup.h). Defined by kernels/cpu.
 void set_num_threads(int n);
-// The thread count OpenMP regions will use now.
+// The thread count parallel regions use now.
 int num_threads();
 
 }  // namespace lowrank
