@@ -15,6 +15,7 @@
 
 #include "bench/threads_paired.h"
 #include "core/ops.h"
+#include "kernels/cpu/small_gemm.h"
 
 using namespace lowrank;
 
@@ -209,6 +210,61 @@ BENCHMARK(BM_RowOpThreadsPaired)
     ->Unit(benchmark::kMicrosecond)
     ->UseManualTime()
     ->Iterations(1);
+
+// kernels/cpu/small_gemm against single-threaded OpenBLAS on one product, paired (bench/paired.h):
+// small/blas < 1 where ours is faster. Args: ta, tb, m, n, k. The rows are the MLP's products at a
+// batch of 32 and the halves a 2-thread split gives each thread; small_gemm_takes names the ones
+// the GEMM kernel gives it (counter `takes`).
+void BM_SmallGemmVsBlas(benchmark::State& state) {
+  if (!cpu::small_gemm_available()) {
+    state.SkipWithError("this CPU has no AVX-512F");
+    return;
+  }
+  const bool ta = state.range(0) != 0, tb = state.range(1) != 0;
+  const int64_t m = state.range(2), n = state.range(3), k = state.range(4);
+  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  const std::vector<float> a = rand({m * k}, 1).to_vector<float>(), b = rand({k * n}, 2).to_vector<float>();
+  std::vector<float> c(static_cast<size_t>(m * n));
+  openblas_set_num_threads(1);
+  const int64_t calls = std::max<int64_t>(1, (int64_t{1} << 24) / (m * n * k));  // ~2-5 ms a sample
+  auto timed = [&](bool small) {
+    return bench::time_once(
+        [&] {
+          for (int64_t i = 0; i < calls; ++i) {
+            if (small)
+              cpu::small_gemm(ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, c.data(), n);
+            else
+              cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                          static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a.data(),
+                          static_cast<blasint>(lda), b.data(), static_cast<blasint>(ldb), 0.0f, c.data(),
+                          static_cast<blasint>(n));
+          }
+          benchmark::DoNotOptimize(c.data());
+        },
+        [] {});
+  };
+  bench::PairedMedians med = bench::collect_pairs(state, timed, 10.0);
+  med.fused /= static_cast<double>(calls), med.unfused /= static_cast<double>(calls);
+  med.fused_cpu /= static_cast<double>(calls), med.unfused_cpu /= static_cast<double>(calls);
+  bench::set_pair_counters(state, med, {"small", "blas"});
+  state.counters["GFLOP/s_small"] = 2e-9 * static_cast<double>(m * n * k) / med.fused;
+  state.counters["GFLOP/s_blas"] = 2e-9 * static_cast<double>(m * n * k) / med.unfused;
+  state.counters["takes"] = cpu::small_gemm_takes(ta, tb, m, n, k) ? 1 : 0;
+}
+BENCHMARK(BM_SmallGemmVsBlas)
+    ->ArgNames({"ta", "tb", "m", "n", "k"})
+    ->Args({0, 1, 32, 128, 784})  // forward x·Wᵀ, 784 -> 128
+    ->Args({1, 0, 128, 784, 32})  // its kernel's gradient dYᵀ·x
+    ->Args({0, 1, 32, 64, 784})   // their halves on 2 threads
+    ->Args({1, 0, 64, 784, 32})
+    ->Args({0, 1, 16, 128, 784})  // a batch of 16
+    ->Args({1, 0, 128, 784, 16})
+    ->Args({0, 1, 32, 128, 128})  // the 128 -> 128 layer: forward, input gradient, kernel gradient
+    ->Args({0, 0, 32, 128, 128})
+    ->Args({1, 0, 128, 128, 32})
+    ->UseManualTime()
+    ->Iterations(1)
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

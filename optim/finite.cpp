@@ -18,9 +18,11 @@ std::optional<int64_t> scan_exponent(const void* data, int64_t n, Bits exponent_
   constexpr int64_t kBlock = 4096;
   for (int64_t start = 0; start < n; start += kBlock) {
     const int64_t end = std::min(n, start + kBlock);
-    bool bad = false;
-    for (int64_t i = start; i < end; ++i) bad |= (p[i] & exponent_mask) == exponent_mask;
-    if (!bad) continue;
+    // A count in the element's own width (compare, subtract: one vector op each); a bool |= kept
+    // GCC's loop scalar, 12% of a train-mlp step.
+    Bits bad = 0;
+    for (int64_t i = start; i < end; ++i) bad += static_cast<Bits>((p[i] & exponent_mask) == exponent_mask);
+    if (bad == 0) continue;
     for (int64_t i = start; i < end; ++i)
       if ((p[i] & exponent_mask) == exponent_mask) return i;
   }

@@ -15,11 +15,12 @@
 namespace lowrank::cpu {
 namespace {
 
-// The update streams 7 values per element through a few flops: one thread runs at cache speed, and
-// only tensors that spill out of the caches gain from more. Below this size the pool's fork/join
-// costs more than it saves (on a loaded 2-core machine, waiting for a descheduled team member made
-// the MLP's Adam step 16 ms instead of 0.27 ms).
-constexpr int64_t kParallelMin = int64_t{1} << 20;
+// Tensors from this many elements are split over the pool, in contiguous halves (whole cache
+// lines), the halves kernels/cpu/gemm.cpp's cache split gives each thread of a Dense kernel and its
+// gradient. The update is bound by its divisions and square root (~1.5 cycles an element on one
+// core): the MLP's 100K-element kernel took 47 us on one thread, a fifth of its step. (From 2^20
+// elements, as before, the MLP's Adam ran on one thread and the other core waited.)
+constexpr int64_t kParallelMin = int64_t{1} << 14;
 
 template <class T>
 struct AdamScalars {

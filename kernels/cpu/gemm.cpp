@@ -1,14 +1,17 @@
-// CPU GEMM: single-threaded OpenBLAS calls, split over the CPU pool when the product is large
-// (by rows of C or by its columns, whichever is longer; by batch for many small products). Each
-// element of C is computed by one OpenBLAS call over the whole K, so the split changes no sum's
-// order within a call, and the split itself depends only on the shape and the thread count.
+// CPU GEMM: single-threaded OpenBLAS calls (or, for a few shapes, kernels/cpu/small_gemm.h), split
+// over the CPU pool when the product is large (by rows of C or by its columns; by batch for many
+// small products). Each element of C is computed by one kernel call over the whole K, with the
+// kernel chosen for the whole product, so the split changes no sum's order within a call, and the
+// split itself depends only on the shape and the thread count.
 #include <cblas.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/small_gemm.h"
 
 namespace lowrank::cpu {
 namespace {
@@ -17,16 +20,20 @@ namespace {
 // kGemmStreamMinMacs when one operand has kGemmStreamMinElems elements (4 MiB of f32, more than a
 // core's L2): each thread then streams its own half of that operand from memory, the one-token
 // products of generation. Smaller work stays on the calling thread: waking a worker costs
-// microseconds, and the worker's half must first pull in-cache operands (weights Adam just wrote)
-// from the caller's cache and hand its output back. With one threshold of 2^20 the MLP's two
-// 3.2M-MAC products a step (784 -> 128 at batch 32: a 400 KB weight) were split and its epoch ran
-// 1.27x slower on 2 threads than on 1 on a quiet machine; with one of 2^22, GPT-2 124M's
-// generation (1 x 768 x 2304 and 1 x 768 x 3072 products) lost its 2-thread speedup. Measured
-// (bench/mlp_bench BM_EpochThreadsPaired, bench/gpt2_bench BM_GenerateThreadsPaired, alternating
-// builds, load 0.6-1.5), 2-thread / 1-thread time: the epoch 1.06-1.10 with its products split,
-// 0.99-1.01 without; generation 0.65-0.71 with its products split, 0.89-0.91 without. This rule
-// splits the second and not the first.
+// microseconds. With one threshold of 2^22, GPT-2 124M's generation (1 x 768 x 2304 and
+// 1 x 768 x 3072 products) lost its 2-thread speedup.
+//
+// Products from kGemmCacheMinMacs up to 2^22 (the MLP's 3.2M and 0.5M multiply-adds a batch of
+// 32) are split too, but along the operand that is largest, so that each thread's half of it is a
+// contiguous block, the same block every step: a Dense kernel [out, in] splits by its rows in the
+// forward product (columns of C) and its gradient by rows of C, the halves Adam's split updates
+// (kernels/cpu/adam.cpp), so each core keeps its half of the weights, gradients and moments in
+// its own cache. Split by the longer side of C instead, the MLP's weights crossed between the
+// cores every step and its epoch ran 1.06-1.10x slower on 2 threads than on 1; split this way,
+// with Adam split alike, 2 threads take 0.66-0.74 of 1 thread's time (bench/mlp_bench
+// BM_EpochThreadsPaired, idle machine).
 constexpr int64_t kGemmParallelMinMacs = int64_t{1} << 22;
+constexpr int64_t kGemmCacheMinMacs = int64_t{1} << 19;
 constexpr int64_t kGemmStreamMinMacs = int64_t{1} << 20;
 constexpr int64_t kGemmStreamMinElems = int64_t{1} << 20;
 // Many products, each too small to split, run one per thread from this many multiply-adds in all.
@@ -48,22 +55,42 @@ void blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
               static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
 }
 
+// One call over the whole K: small_gemm when it takes the whole product (`small`), else OpenBLAS.
+template <class T>
+void gemm_call(bool small, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T* a, int64_t lda,
+               const T* b, int64_t ldb, double beta, T* c, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>)
+    if (small)
+      return small_gemm(ta, tb, m, n, k, static_cast<float>(alpha), a, lda, b, ldb, static_cast<float>(beta), c, ldc);
+  blas(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 template <class T>
 void gemm_split(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T* a, int64_t lda, const T* b,
                 int64_t ldb, double beta, T* c, int64_t ldc) {
+  const bool small = std::is_same_v<T, float> && small_gemm_takes(ta, tb, m, n, k);
   const int64_t macs = m * n * k, operand = std::max(m * k, k * n);
-  const bool par = (macs >= kGemmParallelMinMacs || (macs >= kGemmStreamMinMacs && operand >= kGemmStreamMinElems)) &&
+  const bool cache_split = macs >= kGemmCacheMinMacs && macs < kGemmParallelMinMacs;
+  const bool par = (macs >= kGemmParallelMinMacs || cache_split ||
+                    (macs >= kGemmStreamMinMacs && operand >= kGemmStreamMinElems)) &&
                    std::max(m, n) >= 2 * kGemmSplitUnit;
-  if (!par || parallel_threads() <= 1) return blas(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  if (m >= n) {  // rows of C: rows of op(A)
+  if (!par || parallel_threads() <= 1) return gemm_call(small, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  // Rows of C split op(A) by rows and columns split op(B) by columns. For a cache split, the
+  // largest of A, B and C decides (contiguous halves of it); otherwise the longer side of C.
+  bool by_rows = m >= n;
+  if (cache_split) {
+    const int64_t size_a = m * k, size_b = k * n, size_c = m * n;
+    by_rows = !(size_b > size_a && size_b > size_c);
+  }
+  if (by_rows) {  // rows of C: rows of op(A)
     parallel_chunks((m + kGemmSplitUnit - 1) / kGemmSplitUnit, true, [&](int64_t u0, int64_t u1, int) {
       const int64_t r0 = u0 * kGemmSplitUnit, r1 = std::min(m, u1 * kGemmSplitUnit);
-      blas(ta, tb, r1 - r0, n, k, alpha, ta ? a + r0 : a + r0 * lda, lda, b, ldb, beta, c + r0 * ldc, ldc);
+      gemm_call(small, ta, tb, r1 - r0, n, k, alpha, ta ? a + r0 : a + r0 * lda, lda, b, ldb, beta, c + r0 * ldc, ldc);
     });
   } else {  // columns of C: columns of op(B)
     parallel_chunks((n + kGemmSplitUnit - 1) / kGemmSplitUnit, true, [&](int64_t u0, int64_t u1, int) {
       const int64_t c0 = u0 * kGemmSplitUnit, c1 = std::min(n, u1 * kGemmSplitUnit);
-      blas(ta, tb, m, c1 - c0, k, alpha, a, lda, tb ? b + c0 * ldb : b + c0, ldb, beta, c + c0, ldc);
+      gemm_call(small, ta, tb, m, c1 - c0, k, alpha, a, lda, tb ? b + c0 * ldb : b + c0, ldb, beta, c + c0, ldc);
     });
   }
 }
