@@ -71,9 +71,9 @@ void gemm_split(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
   const bool small = std::is_same_v<T, float> && small_gemm_takes(ta, tb, m, n, k);
   const int64_t macs = m * n * k, operand = std::max(m * k, k * n);
   const bool cache_split = macs >= kGemmCacheMinMacs && macs < kGemmParallelMinMacs;
-  const bool par = (macs >= kGemmParallelMinMacs || cache_split ||
-                    (macs >= kGemmStreamMinMacs && operand >= kGemmStreamMinElems)) &&
-                   std::max(m, n) >= 2 * kGemmSplitUnit;
+  const bool par =
+      (macs >= kGemmParallelMinMacs || cache_split || (macs >= kGemmStreamMinMacs && operand >= kGemmStreamMinElems)) &&
+      std::max(m, n) >= 2 * kGemmSplitUnit;
   if (!par || parallel_threads() <= 1) return gemm_call(small, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   // Rows of C split op(A) by rows and columns split op(B) by columns. For a cache split, the
   // largest of A, B and C decides (contiguous halves of it); otherwise the longer side of C.

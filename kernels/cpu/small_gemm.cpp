@@ -63,8 +63,7 @@ LR_AVX512 void axpy_tile(bool ta, int64_t k, float alpha, const float* a, int64_
   __mmask16 mask[NV];
   LR_UNROLL for (int v = 0; v < NV; ++v) mask[v] = lanes_mask(std::max<int64_t>(0, w - 16 * v));
   __m512 acc[MR][NV];
-  LR_UNROLL for (int r = 0; r < MR; ++r)
-    LR_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  LR_UNROLL for (int r = 0; r < MR; ++r) LR_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
   // op(A)[i0 + r, j]: A[i0 + r, j] or A[j, i0 + r].
   const int64_t row_step = ta ? 1 : lda, col_step = ta ? lda : 1;
   const float* arow = a + i0 * row_step;
@@ -77,8 +76,8 @@ LR_AVX512 void axpy_tile(bool ta, int64_t k, float alpha, const float* a, int64_
       LR_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(s, bv[v], acc[r][v]);
     }
   }
-  LR_UNROLL for (int r = 0; r < MR; ++r)
-    LR_UNROLL for (int v = 0; v < NV; ++v) store_out(c + (i0 + r) * ldc + n0 + 16 * v, mask[v], acc[r][v], alpha, beta);
+  LR_UNROLL for (int r = 0; r < MR; ++r) LR_UNROLL for (int v = 0; v < NV; ++v)
+      store_out(c + (i0 + r) * ldc + n0 + 16 * v, mask[v], acc[r][v], alpha, beta);
 }
 
 // Rows [i0, i0 + MR) x columns [j0, j0 + NR) of C, op(A) = A, op(B) = Bᵀ.
@@ -86,22 +85,20 @@ template <int MR, int NR>
 LR_AVX512 void dot_tile(int64_t k, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
                         float* c, int64_t ldc, int64_t i0, int64_t j0) {
   __m512 acc[MR][NR];
-  LR_UNROLL for (int r = 0; r < MR; ++r)
-    LR_UNROLL for (int q = 0; q < NR; ++q) acc[r][q] = _mm512_setzero_ps();
+  LR_UNROLL for (int r = 0; r < MR; ++r) LR_UNROLL for (int q = 0; q < NR; ++q) acc[r][q] = _mm512_setzero_ps();
   for (int64_t kk = 0; kk < k; kk += 16) {
     const __mmask16 mask = lanes_mask(k - kk);
     __m512 av[MR], bv[NR];
     LR_UNROLL for (int r = 0; r < MR; ++r) av[r] = _mm512_maskz_loadu_ps(mask, a + (i0 + r) * lda + kk);
     LR_UNROLL for (int q = 0; q < NR; ++q) bv[q] = _mm512_maskz_loadu_ps(mask, b + (j0 + q) * ldb + kk);
-    LR_UNROLL for (int r = 0; r < MR; ++r)
-      LR_UNROLL for (int q = 0; q < NR; ++q) acc[r][q] = _mm512_fmadd_ps(av[r], bv[q], acc[r][q]);
+    LR_UNROLL for (int r = 0; r < MR; ++r) LR_UNROLL for (int q = 0; q < NR; ++q) acc[r][q] =
+        _mm512_fmadd_ps(av[r], bv[q], acc[r][q]);
   }
-  LR_UNROLL for (int r = 0; r < MR; ++r)
-    LR_UNROLL for (int q = 0; q < NR; ++q) {
-      float* out = c + (i0 + r) * ldc + j0 + q;
-      const float sum = alpha * _mm512_reduce_add_ps(acc[r][q]);
-      *out = beta != 0.0f ? sum + beta * *out : sum;
-    }
+  LR_UNROLL for (int r = 0; r < MR; ++r) LR_UNROLL for (int q = 0; q < NR; ++q) {
+    float* out = c + (i0 + r) * ldc + j0 + q;
+    const float sum = alpha * _mm512_reduce_add_ps(acc[r][q]);
+    *out = beta != 0.0f ? sum + beta * *out : sum;
+  }
 }
 
 // Tile sizes: MR x NV vectors of accumulators plus NV loads and a broadcast within 32 registers.
@@ -113,10 +110,18 @@ LR_AVX512 void axpy_rows(bool ta, int64_t n, int64_t k, float alpha, const float
   for (int64_t n0 = 0; n0 < n; n0 += 16 * kAxpyVecs) {
     const int64_t w = std::min<int64_t>(16 * kAxpyVecs, n - n0);
     switch ((w + 15) / 16) {
-      case 1: axpy_tile<MR, 1>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w); break;
-      case 2: axpy_tile<MR, 2>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w); break;
-      case 3: axpy_tile<MR, 3>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w); break;
-      default: axpy_tile<MR, 4>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w); break;
+      case 1:
+        axpy_tile<MR, 1>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w);
+        break;
+      case 2:
+        axpy_tile<MR, 2>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w);
+        break;
+      case 3:
+        axpy_tile<MR, 3>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w);
+        break;
+      default:
+        axpy_tile<MR, 4>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w);
+        break;
     }
   }
 }
@@ -127,10 +132,17 @@ LR_AVX512 void dot_rows(int64_t n, int64_t k, float alpha, const float* a, int64
   int64_t j0 = 0;
   for (; j0 + kDotCols <= n; j0 += kDotCols) dot_tile<MR, kDotCols>(k, alpha, a, lda, b, ldb, beta, c, ldc, i0, j0);
   switch (n - j0) {
-    case 1: dot_tile<MR, 1>(k, alpha, a, lda, b, ldb, beta, c, ldc, i0, j0); break;
-    case 2: dot_tile<MR, 2>(k, alpha, a, lda, b, ldb, beta, c, ldc, i0, j0); break;
-    case 3: dot_tile<MR, 3>(k, alpha, a, lda, b, ldb, beta, c, ldc, i0, j0); break;
-    default: break;
+    case 1:
+      dot_tile<MR, 1>(k, alpha, a, lda, b, ldb, beta, c, ldc, i0, j0);
+      break;
+    case 2:
+      dot_tile<MR, 2>(k, alpha, a, lda, b, ldb, beta, c, ldc, i0, j0);
+      break;
+    case 3:
+      dot_tile<MR, 3>(k, alpha, a, lda, b, ldb, beta, c, ldc, i0, j0);
+      break;
+    default:
+      break;
   }
 }
 
@@ -154,22 +166,40 @@ void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, 
     for (; i0 + kAxpyRows <= m; i0 += kAxpyRows)
       axpy_rows<kAxpyRows>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
     switch (m - i0) {
-      case 1: axpy_rows<1>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0); break;
-      case 2: axpy_rows<2>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0); break;
-      case 3: axpy_rows<3>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0); break;
-      case 4: axpy_rows<4>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0); break;
-      case 5: axpy_rows<5>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0); break;
-      default: break;
+      case 1:
+        axpy_rows<1>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
+        break;
+      case 2:
+        axpy_rows<2>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
+        break;
+      case 3:
+        axpy_rows<3>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
+        break;
+      case 4:
+        axpy_rows<4>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
+        break;
+      case 5:
+        axpy_rows<5>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
+        break;
+      default:
+        break;
     }
     return;
   }
   int64_t i0 = 0;
   for (; i0 + kDotRows <= m; i0 += kDotRows) dot_rows<kDotRows>(n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
   switch (m - i0) {
-    case 1: dot_rows<1>(n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0); break;
-    case 2: dot_rows<2>(n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0); break;
-    case 3: dot_rows<3>(n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0); break;
-    default: break;
+    case 1:
+      dot_rows<1>(n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
+      break;
+    case 2:
+      dot_rows<2>(n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
+      break;
+    case 3:
+      dot_rows<3>(n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
+      break;
+    default:
+      break;
   }
 }
 

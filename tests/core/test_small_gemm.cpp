@@ -84,7 +84,8 @@ TEST(SmallGemm, TheProductsItTakesGiveTheSameBitsOnAnyThreadCount) {
   const auto one = run(1);
   for (int threads : {2, 3}) {
     const auto many = run(threads);
-    for (size_t i = 0; i < one.size(); ++i) EXPECT_EQ(many[i], one[i]) << "product " << i << ", " << threads << " threads";
+    for (size_t i = 0; i < one.size(); ++i)
+      EXPECT_EQ(many[i], one[i]) << "product " << i << ", " << threads << " threads";
   }
   // And the values are the product's (to f32 rounding).
   const std::vector<double> xd = x.to(DType::F64).to_vector<double>(), wd = w.to(DType::F64).to_vector<double>();
