@@ -282,7 +282,8 @@ TEST_F(MpiGpt2, LoraBatchThatDoesNotSplitIsAUsageError) {
 // two ranks as on one, but for the timings; so are the adapters' files.
 TEST_F(MpiRuns, LoraExperimentSweepWritesTheSameResults) {
   const std::string flags =
-      " --base-epochs 1 --epochs 1 --ranks 2,4 --seeds 0,1 --train-limit 128 --test-limit 100 --batch 32 --quiet "
+      " --base-epochs 1 --epochs 1 --ranks 2,4 --seeds 0,1 --train-limit 128 --test-limit 100 --batch 32 --threads 1 "
+      "--quiet "
       "--json";
   const auto [one, two] = run_one_and_two("lora-experiment", flags);
   ASSERT_EQ(one.rc, 0) << one.err;

@@ -1,5 +1,5 @@
 // The conventions every `lowrank` subcommand shares (README "Conventions"): the --threads defaults
-// (kDefaultThreads; kDefaultThreadsGpt2 for the gpt2 subcommands), the same --device, --json and
+// (kDefaultThreads, one per core, for all of them), the same --device, --json and
 // --quiet flags, and exit code 2 for bad usage.
 #include <cctype>
 #include <optional>
@@ -33,8 +33,7 @@ TEST_F(CliConventions, EverySubcommandHasTheSharedFlagsAndItsThreadsDefault) {
     ASSERT_EQ(help.rc, 0) << sub;
     const std::optional<int> d = threads_default(help.out);
     ASSERT_TRUE(d.has_value()) << sub << ":\n" << help.out;
-    const bool gpt2 = std::string(sub).rfind("gpt2 ", 0) == 0;  // GPT-2's steps gain from every core
-    EXPECT_EQ(*d, gpt2 ? lowrank::cli::kDefaultThreadsGpt2 : lowrank::cli::kDefaultThreads) << sub;
+    EXPECT_EQ(*d, lowrank::cli::kDefaultThreads) << sub;
     for (const char* flag : {"--device", "--json", "--quiet"})
       EXPECT_NE(help.out.find(flag), std::string::npos) << sub << " lacks " << flag;
   }

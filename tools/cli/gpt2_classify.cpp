@@ -90,7 +90,7 @@ RunFn register_gpt2_classify(CLI::App& gpt2) {
       ->check(non_negative_int())
       ->capture_default_str();
   add_vocab_option(sub, o.vocab);
-  add_device_options(sub, o.device, o.threads, kDefaultThreadsGpt2);
+  add_device_options(sub, o.device, o.threads);
   add_json_flag(sub, f->json);
   add_quiet_flag(sub, f->quiet);
   return [f]() {

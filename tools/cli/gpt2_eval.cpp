@@ -66,7 +66,7 @@ RunFn register_gpt2_eval(CLI::App& gpt2) {
       ->capture_default_str();
   sub->add_option("--cache-dir", f->cache_dir, "keep the encoded text in this folder's token cache");
   add_vocab_option(sub, f->vocab);
-  add_device_options(sub, f->device, f->threads, kDefaultThreadsGpt2);
+  add_device_options(sub, f->device, f->threads);
   add_json_flag(sub, f->json);
   add_quiet_flag(sub, f->quiet);
   return [f]() {

@@ -58,7 +58,7 @@ RunFn register_gpt2_generate(CLI::App& gpt2) {
   sub->add_flag("--no-kv-cache", f->no_kv_cache, "run the whole context for every token (for measuring)");
   sub->add_flag("--ignore-eot", f->ignore_eot, "go on past <|endoftext|> instead of stopping there");
   add_vocab_option(sub, f->vocab);
-  add_device_options(sub, f->device, f->threads, kDefaultThreadsGpt2);
+  add_device_options(sub, f->device, f->threads);
   add_json_flag(sub, f->json);
   add_quiet_flag(sub, f->quiet);
   return [f]() {

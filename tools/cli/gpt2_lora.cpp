@@ -106,7 +106,7 @@ RunFn register_gpt2_lora(CLI::App& gpt2) {
   sub->add_option("--full-lr", o.full_lr, "peak learning rate of that full fine-tuning")
       ->check(positive_number())
       ->capture_default_str();
-  add_device_options(sub, o.device, o.threads, kDefaultThreadsGpt2);
+  add_device_options(sub, o.device, o.threads);
   add_json_flag(sub, o.json);
   add_quiet_flag(sub, f->quiet);
   return [f]() {

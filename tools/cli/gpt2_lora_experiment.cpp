@@ -97,7 +97,7 @@ RunFn register_gpt2_lora_experiment(CLI::App& gpt2) {
   sub->add_option("--val-windows", o.val_windows, "validation windows (0: the whole split)")
       ->check(non_negative_int())
       ->capture_default_str();
-  add_device_options(sub, o.device, o.threads, kDefaultThreadsGpt2);
+  add_device_options(sub, o.device, o.threads);
   add_json_flag(sub, o.json);
   add_quiet_flag(sub, f->quiet);
   return [f]() {

@@ -74,7 +74,7 @@ RunFn register_gpt2_train(CLI::App& gpt2) {
   sub->add_option("--seed", o.seed, "seed of the initial weights, the batches and dropout")
       ->check(unsigned_int())
       ->capture_default_str();
-  add_device_options(sub, o.device, o.threads, kDefaultThreadsGpt2);
+  add_device_options(sub, o.device, o.threads);
   add_json_flag(sub, o.json);
   add_quiet_flag(sub, f->quiet);
   return [f]() {

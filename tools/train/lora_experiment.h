@@ -37,7 +37,7 @@ struct LoraExperimentOptions {
   double compress_fraction = 0.75;  // share of the adapter's steps over which base_scale falls to 0
   bool svd_baseline = true;
   std::string device = "cpu";
-  int threads = 1;  // 0: one per core; 1 by default, as train-mlp (tiny per-step parallel regions spin on shared cores)
+  int threads = 1;                          // 0: one per core (the command line's default, tools/cli/flags.h)
   int64_t train_limit = 0, test_limit = 0;  // first N samples only (0: all)
   bool json = false;
   bool log = true;

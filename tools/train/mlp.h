@@ -33,7 +33,7 @@ struct MlpTrainOptions {
   std::string out_dir;     // empty: the folder --resume continues, else kMlpDefaultOut
   std::string resume;      // a run folder, one of its checkpoints, or a file in either; empty: start fresh
   bool overwrite = false;  // replace a run already in out_dir
-  int threads = 1;         // 0: one per core (see README: threads)
+  int threads = 1;         // 0: one per core (the command line's default, tools/cli/flags.h)
   bool json = false;
   int64_t train_limit = 0;    // use the first N training samples (0: all)
   int64_t test_limit = 0;     // use the first N test samples (0: all)
