@@ -14,6 +14,8 @@
 #include "kernels/cpu/small_gemm.h"
 
 #include <algorithm>
+#include <type_traits>
+#include <utility>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -101,6 +103,16 @@ LR_AVX512 void dot_tile(int64_t k, float alpha, const float* a, int64_t lda, con
   }
 }
 
+// Calls f(std::integral_constant<int, R>{}) for the run-time count r in [1, N] (nothing for 0): the
+// edge tiles' sizes become template arguments.
+template <int N, class F>
+void with_count(int64_t r, F&& f) {
+  [&]<int... I>(std::integer_sequence<int, I...>) {
+    (void)((r == I + 1 ? (f(std::integral_constant<int, I + 1>{}), true) : false) || ...);
+  }
+  (std::make_integer_sequence<int, N>{});
+}
+
 // Tile sizes: MR x NV vectors of accumulators plus NV loads and a broadcast within 32 registers.
 constexpr int kAxpyRows = 6, kAxpyVecs = 4, kDotRows = 4, kDotCols = 4;
 
@@ -109,20 +121,9 @@ LR_AVX512 void axpy_rows(bool ta, int64_t n, int64_t k, float alpha, const float
                          int64_t ldb, float beta, float* c, int64_t ldc, int64_t i0) {
   for (int64_t n0 = 0; n0 < n; n0 += 16 * kAxpyVecs) {
     const int64_t w = std::min<int64_t>(16 * kAxpyVecs, n - n0);
-    switch ((w + 15) / 16) {
-      case 1:
-        axpy_tile<MR, 1>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w);
-        break;
-      case 2:
-        axpy_tile<MR, 2>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w);
-        break;
-      case 3:
-        axpy_tile<MR, 3>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w);
-        break;
-      default:
-        axpy_tile<MR, 4>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w);
-        break;
-    }
+    with_count<kAxpyVecs>((w + 15) / 16, [&](auto nv) {
+      axpy_tile<MR, decltype(nv)::value>(ta, k, alpha, a, lda, b, ldb, beta, c, ldc, i0, n0, w);
+    });
   }
 }
 
@@ -131,19 +132,8 @@ LR_AVX512 void dot_rows(int64_t n, int64_t k, float alpha, const float* a, int64
                         float beta, float* c, int64_t ldc, int64_t i0) {
   int64_t j0 = 0;
   for (; j0 + kDotCols <= n; j0 += kDotCols) dot_tile<MR, kDotCols>(k, alpha, a, lda, b, ldb, beta, c, ldc, i0, j0);
-  switch (n - j0) {
-    case 1:
-      dot_tile<MR, 1>(k, alpha, a, lda, b, ldb, beta, c, ldc, i0, j0);
-      break;
-    case 2:
-      dot_tile<MR, 2>(k, alpha, a, lda, b, ldb, beta, c, ldc, i0, j0);
-      break;
-    case 3:
-      dot_tile<MR, 3>(k, alpha, a, lda, b, ldb, beta, c, ldc, i0, j0);
-      break;
-    default:
-      break;
-  }
+  with_count<kDotCols - 1>(
+      n - j0, [&](auto nr) { dot_tile<MR, decltype(nr)::value>(k, alpha, a, lda, b, ldb, beta, c, ldc, i0, j0); });
 }
 
 }  // namespace
@@ -165,42 +155,14 @@ void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, 
     int64_t i0 = 0;
     for (; i0 + kAxpyRows <= m; i0 += kAxpyRows)
       axpy_rows<kAxpyRows>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
-    switch (m - i0) {
-      case 1:
-        axpy_rows<1>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
-        break;
-      case 2:
-        axpy_rows<2>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
-        break;
-      case 3:
-        axpy_rows<3>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
-        break;
-      case 4:
-        axpy_rows<4>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
-        break;
-      case 5:
-        axpy_rows<5>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
-        break;
-      default:
-        break;
-    }
+    with_count<kAxpyRows - 1>(
+        m - i0, [&](auto mr) { axpy_rows<decltype(mr)::value>(ta, n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0); });
     return;
   }
   int64_t i0 = 0;
   for (; i0 + kDotRows <= m; i0 += kDotRows) dot_rows<kDotRows>(n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
-  switch (m - i0) {
-    case 1:
-      dot_rows<1>(n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
-      break;
-    case 2:
-      dot_rows<2>(n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
-      break;
-    case 3:
-      dot_rows<3>(n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0);
-      break;
-    default:
-      break;
-  }
+  with_count<kDotRows - 1>(
+      m - i0, [&](auto mr) { dot_rows<decltype(mr)::value>(n, k, alpha, a, lda, b, ldb, beta, c, ldc, i0); });
 }
 
 #else  // no x86-64: OpenBLAS takes every product
