@@ -358,6 +358,32 @@ TEST(ClipGradNorm, ScalesAllGradientsTogether) {
   EXPECT_EQ(optim::clip_grad_norm({c}, 1.0), 0.0);
 }
 
+// A large gradient (3M elements: the ops split it over the threads) and a strided one: the 2-, 1-
+// and max-norm against an f64 sum, and the scaled values exactly grad · max_norm / (norm + 1e-6).
+TEST(ClipGradNorm, LargeAndStridedGradients) {
+  const int64_t n = 3 * (int64_t{1} << 20) + 12345;
+  Tensor a = Tensor::zeros({n}), b = Tensor::zeros({64, 96});
+  auto reset = [&] {
+    a.set_grad(randn({n}, 7));
+    b.set_grad(randn({96, 64}, 8).mT());  // strided
+  };
+  reset();
+  const std::vector<float> ga = a.grad().to_vector<float>(), gb = b.grad().contiguous().to_vector<float>();
+  double sq = 0, l1 = 0, mx = 0;
+  for (const std::vector<float>* v : {&ga, &gb})
+    for (float x : *v) sq += double{x} * x, l1 += std::abs(double{x}), mx = std::max(mx, std::abs(double{x}));
+  EXPECT_NEAR(optim::clip_grad_norm({a, b}, 1e9), std::sqrt(sq), 1e-6 * std::sqrt(sq));
+  EXPECT_NEAR(optim::clip_grad_norm({a, b}, 1e9, 1.0), l1, 1e-6 * l1);
+  EXPECT_EQ(optim::clip_grad_norm({a, b}, 1e9, optim::kInfNorm), mx);
+  const double norm = optim::clip_grad_norm({a, b}, 2.0);
+  const float f = static_cast<float>(2.0 / (norm + 1e-6));
+  const std::vector<float> ca = a.grad().to_vector<float>(), cb = b.grad().contiguous().to_vector<float>();
+  for (int64_t i : {int64_t{0}, int64_t{1} << 20, n - 1})
+    EXPECT_EQ(ca[static_cast<size_t>(i)], ga[static_cast<size_t>(i)] * f) << i;
+  for (size_t i : {size_t{0}, size_t{4000}, gb.size() - 1}) EXPECT_EQ(cb[i], gb[i] * f) << i;
+  EXPECT_NEAR(optim::clip_grad_norm({a, b}, 1e9), 2.0, 1e-5);
+}
+
 TEST(ClipGradNorm, NonFiniteNormLeavesGradientsAlone) {
   Tensor a = Tensor::zeros({2});
   a.set_grad(Tensor::from_vector(std::vector<float>{INFINITY, 1.0f}, {2}));
