@@ -69,19 +69,15 @@ template <class T>
 void gemm_split(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const T* a, int64_t lda, const T* b,
                 int64_t ldb, double beta, T* c, int64_t ldc) {
   const bool small = std::is_same_v<T, float> && small_gemm_takes(ta, tb, m, n, k);
-  const int64_t macs = m * n * k, operand = std::max(m * k, k * n);
+  const int64_t macs = m * n * k, size_a = m * k, size_b = k * n;
   const bool cache_split = macs >= kGemmCacheMinMacs && macs < kGemmParallelMinMacs;
-  const bool par =
-      (macs >= kGemmParallelMinMacs || cache_split || (macs >= kGemmStreamMinMacs && operand >= kGemmStreamMinElems)) &&
-      std::max(m, n) >= 2 * kGemmSplitUnit;
+  const bool par = (macs >= kGemmParallelMinMacs || cache_split ||
+                    (macs >= kGemmStreamMinMacs && std::max(size_a, size_b) >= kGemmStreamMinElems)) &&
+                   std::max(m, n) >= 2 * kGemmSplitUnit;
   if (!par || parallel_threads() <= 1) return gemm_call(small, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   // Rows of C split op(A) by rows and columns split op(B) by columns. For a cache split, the
   // largest of A, B and C decides (contiguous halves of it); otherwise the longer side of C.
-  bool by_rows = m >= n;
-  if (cache_split) {
-    const int64_t size_a = m * k, size_b = k * n, size_c = m * n;
-    by_rows = !(size_b > size_a && size_b > size_c);
-  }
+  const bool by_rows = cache_split ? !(size_b > size_a && size_b > m * n) : m >= n;
   if (by_rows) {  // rows of C: rows of op(A)
     parallel_chunks((m + kGemmSplitUnit - 1) / kGemmSplitUnit, true, [&](int64_t u0, int64_t u1, int) {
       const int64_t r0 = u0 * kGemmSplitUnit, r1 = std::min(m, u1 * kGemmSplitUnit);
