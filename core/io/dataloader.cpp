@@ -7,12 +7,15 @@
 
 #include "core/autograd.h"
 #include "core/rng.h"
+#include "core/threads.h"
 
 namespace lowrank::io {
 namespace {
 
 // Epochs and slot indices share one 64-bit Philox counter, 32 bits each.
 constexpr int64_t kMaxIndex = int64_t{1} << 32;
+// A batch of at least this many bytes is gathered by the pool's threads together.
+constexpr size_t kParallelGatherBytes = size_t{32} << 10;
 
 uint64_t parse_u64(const std::map<std::string, std::string>& md, const std::string& key) {
   auto it = md.find(key);
@@ -106,9 +109,14 @@ Batch DataLoader::gather(int64_t epoch, int64_t index, const std::vector<int64_t
     size_t row_bytes = n_ ? src.nbytes() / static_cast<size_t>(n_) : 0;
     const char* from = static_cast<const char*>(src.raw_data());
     char* to = static_cast<char*>(out.raw_data());
-    for (int64_t r = 0; r < rows; ++r)
-      std::memcpy(to + static_cast<size_t>(r) * row_bytes,
-                  from + static_cast<size_t>(order[static_cast<size_t>(start + r)]) * row_bytes, row_bytes);
+    auto copy_rows = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        std::memcpy(to + static_cast<size_t>(r) * row_bytes,
+                    from + static_cast<size_t>(order[static_cast<size_t>(start + r)]) * row_bytes, row_bytes);
+    };
+    // Random rows wait on memory, one after another: from kParallelGatherBytes the threads each
+    // wait for their share.
+    parallel_ranges(rows, static_cast<size_t>(rows) * row_bytes >= kParallelGatherBytes && rows > 1, copy_rows);
     b.tensors.push_back(options_.device.is_cpu() ? out : out.to(options_.device));
   }
   return b;

@@ -197,4 +197,8 @@ int num_threads() {
   return n > 0 ? n : cpu::pool().threads();
 }
 
+void parallel_ranges(int64_t n, bool parallel, const std::function<void(int64_t, int64_t)>& body) {
+  cpu::parallel_chunks(n, parallel, [&](int64_t b, int64_t e, int) { body(b, e); });
+}
+
 }  // namespace lowrank

@@ -172,6 +172,17 @@ TEST(CpuAllocator, ReusesFreedBlocksOfTheSameClass) {
   EXPECT_EQ(cpu_cache_stats().bytes_cached, 0u);
 }
 
+// Blocks from 4 MB start on a 2 MB boundary, so that the kernel can back them with huge pages
+// (asked for with madvise; core/cpu_allocator.cpp), and they are whole and writable.
+TEST(CpuAllocator, LargeBlocksAreAlignedForHugePages) {
+  for (int64_t n : {int64_t{1} << 20, (int64_t{3} << 20) + 5}) {  // 4 MB and ~12 MB of f32
+    Tensor t = Tensor::empty({n});
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t.storage()->data()) % (uintptr_t{2} << 20), 0u) << n;
+    t.fill_(1.5);
+    EXPECT_EQ(sum(t).item(), 1.5 * static_cast<double>(n));
+  }
+}
+
 TEST(CpuAllocator, TensorsMadeAndFreedOnDifferentThreads) {
   // Blocks move between the per-thread free lists (core/pool.h) and the storage cache.
   std::vector<Tensor> made;

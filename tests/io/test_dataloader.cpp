@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/io/dataloader.h"
+#include "core/threads.h"
 #include "support/errors.h"
 #include "support/files.h"
 
@@ -195,6 +196,34 @@ TEST(DataLoader, NonContiguousSourcesAreGatheredCorrectly) {
   DataLoader dl({m}, opts(4, false, false, 0));
   Batch b = *dl.next();
   EXPECT_EQ(b[0].to_vector<float>(), (std::vector<float>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11}));
+}
+
+// Batches from 32 KB are gathered by the pool's threads together (each copies a contiguous share
+// of the rows): the same rows as one thread, a short last batch included.
+TEST(DataLoader, LargeBatchesGatheredByTwoThreadsHoldTheRightRows) {
+  const int64_t n = 77, width = 1024, batch = 24;  // 24 rows of 4 KB: 96 KB a batch
+  std::vector<float> v(static_cast<size_t>(n * width));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < width; ++j) v[static_cast<size_t>(i * width + j)] = static_cast<float>(i * 10000 + j);
+  Tensor x = Tensor::from_vector(v, {n, width});
+  for (int threads : {2, 1}) {
+    set_num_threads(threads);
+    DataLoader dl({x}, opts(batch, true, false, 3));
+    const std::vector<int64_t> order = dl.epoch_order(0);
+    int64_t seen = 0;
+    while (auto b = dl.next()) {
+      std::vector<float> got = (*b)[0].to_vector<float>();
+      ASSERT_EQ(static_cast<int64_t>(got.size()), b->size() * width);
+      for (int64_t r = 0; r < b->size(); ++r)
+        for (int64_t j = 0; j < width; j += 97)
+          ASSERT_EQ(got[static_cast<size_t>(r * width + j)],
+                    static_cast<float>(order[static_cast<size_t>(seen + r)] * 10000 + j))
+              << "threads " << threads << ", row " << seen + r;
+      seen += b->size();
+    }
+    EXPECT_EQ(seen, n);
+  }
+  set_num_threads(0);
 }
 
 TEST(DataLoader, BadInputIsAClearError) {
