@@ -4,6 +4,8 @@
 // Run: bench/mlp_bench --benchmark_filter=... ; the goal is ~1 s per epoch on 2 cores.
 #include <benchmark/benchmark.h>
 
+#include <array>
+#include <chrono>
 #include <memory>
 
 #include "bench/threads_paired.h"
@@ -70,6 +72,48 @@ void BM_Epoch(benchmark::State& state) {
   for (auto _ : state) run_epoch();
   state.counters["samples/s"] =
       benchmark::Counter(static_cast<double>(kSamples), benchmark::Counter::kIsIterationInvariantRate);
+  set_num_threads(0);
+}
+
+// One epoch timed by phase (loader gather, forward, loss, zero_grad + backward, Adam) at the given
+// thread count: the counters are microseconds a step. Which part gains least from a second thread.
+void BM_EpochPhases(benchmark::State& state) {
+  set_num_threads(static_cast<int>(state.range(0)));
+  const Data& d = data();
+  using Clock = std::chrono::steady_clock;
+  std::array<double, 5> t{};
+  int64_t steps = 0;
+  for (auto _ : state) {
+    nn::Generator gen(0);
+    models::Mlp model({}, gen);
+    optim::Adam adam(model.named_parameters(), {.lr = 1e-3, .eps = optim::kKerasAdamEps});
+    io::DataLoader loader({d.images, d.labels}, {.batch_size = kBatch, .seed = 1});
+    nn::CrossEntropyLoss ce;
+    auto t0 = Clock::now();
+    auto lap = [&](size_t i) {
+      const auto now = Clock::now();
+      t[i] += std::chrono::duration<double, std::micro>(now - t0).count();
+      t0 = now;
+    };
+    for (;;) {
+      t0 = Clock::now();
+      auto b = loader.next();
+      if (!b) break;
+      lap(0);
+      Tensor logits = model((*b)[0]);
+      lap(1);
+      Tensor loss = ce(logits, (*b)[1]);
+      lap(2);
+      adam.zero_grad();
+      loss.backward();
+      lap(3);
+      adam.step();
+      lap(4);
+      ++steps;
+    }
+  }
+  const char* names[] = {"gather_us", "forward_us", "loss_us", "backward_us", "adam_us"};
+  for (size_t i = 0; i < t.size(); ++i) state.counters[names[i]] = t[i] / static_cast<double>(steps);
   set_num_threads(0);
 }
 
@@ -162,6 +206,7 @@ void BM_DenseComposed(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_Epoch)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
+BENCHMARK(BM_EpochPhases)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kSecond)->Iterations(3)->UseRealTime();
 BENCHMARK(BM_EpochThreadsPaired)->Unit(benchmark::kSecond)->UseManualTime()->Iterations(1);
 BENCHMARK(BM_StepLoaderBatch)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_StepForward)->Unit(benchmark::kMicrosecond);
