@@ -59,6 +59,15 @@ TEST_F(LoraExperimentTool, SmallRunWritesTableJsonFiguresAndAdapters) {
   for (const char* term : {"| φ_r | chance | φ/chance |", "amplification = ", "compression = ", "## base_scale 0.9",
                            "`phi_ranks.png`: lora runs at base_scale 0.9, seed 0"})
     EXPECT_NE(md.find(term), std::string::npos) << term << "\n" << md;
+  // The captions promise the white chance contour only where φ crosses chance.
+  for (const char* grid : {"phi_ranks", "phi_seeds"}) {
+    const double share = j[grid]["share_above_chance"].get<double>();
+    const std::string caption = share == 1   ? "phi above chance max(i, j)/128 in every cell (no contour to draw)"
+                                : share == 0 ? "phi at or below chance max(i, j)/128 in every cell (no contour to draw)"
+                                             : "white dashes: phi = chance max(i, j)/128";
+    EXPECT_NE(md.find("`" + std::string(grid) + ".png`: lora runs at base_scale 0.9"), std::string::npos) << grid;
+    EXPECT_NE(md.find(caption), std::string::npos) << grid << " (share " << share << ")\n" << md;
+  }
   for (const auto& row : j["phi_seeds"]["grid"]["phi"])
     for (const auto& v : row) EXPECT_TRUE(v.get<double>() >= -1e-12 && v.get<double>() <= 1 + 1e-12);
   for (const char* f : {"results.md", "results.json", "phi_ranks.png", "phi_seeds.png", "accuracy_vs_rank.png",

@@ -107,15 +107,25 @@ struct FigureNotes {
   std::string phi_ranks, phi_seeds, delta_phi, delta_error, accuracy;
 };
 
-FigureNotes figure_notes(const LoraExperimentOptions& o, const LoraExperimentResult& r, double scale) {
-  const std::string s0 = std::to_string(o.seeds.front()), bs = scale_text(scale);
+// Where a φ grid's chance contour is: white dashes where φ crosses chance; a grid wholly above (or
+// at or below) chance has no contour, and the caption says so instead of promising a line.
+std::string chance_contour_note(const analysis::SimilarityGrid& g, int64_t n) {
+  const std::string chance = "chance max(i, j)/" + std::to_string(n);
+  const double share = share_above_chance(g, n);
+  if (share == 1) return "phi above " + chance + " in every cell (no contour to draw)";
+  if (share == 0) return "phi at or below " + chance + " in every cell (no contour to draw)";
+  return "white dashes: phi = " + chance;
+}
+
+FigureNotes figure_notes(const LoraExperimentOptions& o, const LoraExperimentResult& r, const ScaleResult& sr) {
+  const std::string s0 = std::to_string(o.seeds.front()), bs = scale_text(sr.base_scale);
   const std::string n = std::to_string(r.layer_in);
   FigureNotes f;
   f.phi_ranks = "lora runs at base_scale " + bs + ", seed " + s0 + ": A of rank " + std::to_string(r.grid_rank_small) +
-                " vs rank " + std::to_string(r.grid_rank_large) + "; white dashes: phi = chance max(i, j)/" + n;
+                " vs rank " + std::to_string(r.grid_rank_large) + "; " + chance_contour_note(sr.phi_ranks, r.layer_in);
   if (o.seeds.size() >= 2)
     f.phi_seeds = "lora runs at base_scale " + bs + ", rank " + std::to_string(r.grid_rank_large) + ": seed " + s0 +
-                  " vs seed " + std::to_string(o.seeds[1]) + "; white dashes: phi = chance max(i, j)/" + n;
+                  " vs seed " + std::to_string(o.seeds[1]) + "; " + chance_contour_note(sr.phi_seeds, r.layer_in);
   f.delta_phi = "lora runs at base_scale " + bs + ", seed " + s0 + " only, one line per rank; grey: chance k/" + n;
   f.delta_error = "lora at base_scale " + bs + " (" + seeds_text(o) + ")" +
                   (o.compression ? ", compress (seed " + s0 + ", against W)" : "") + ", Eckart-Young bound";
@@ -206,7 +216,7 @@ std::string lora_experiment_table(const LoraExperimentOptions& o, const LoraExpe
          << ": mean over the grid " << fmt(grid_mean(sr.phi_seeds.values)) << " (chance "
          << fmt(grid_mean(chance_grid(sr.phi_seeds, r.layer_in))) << "), above chance in "
          << fmt(100 * share_above_chance(sr.phi_seeds, r.layer_in), 0) << "% of the cells\n";
-    const FigureNotes f = figure_notes(o, r, bs);
+    const FigureNotes f = figure_notes(o, r, sr);
     md << "\nFigures:\n\n";
     if (!sr.phi_ranks.values.empty()) md << "- `" << figure_file(o, "phi_ranks", bs) << "`: " << f.phi_ranks << "\n";
     if (!sr.phi_seeds.values.empty()) md << "- `" << figure_file(o, "phi_seeds", bs) << "`: " << f.phi_seeds << "\n";
@@ -328,7 +338,7 @@ std::vector<std::string> write_lora_experiment_figures(const LoraExperimentOptio
   for (const ScaleResult& sr : r.scales) {
     const double bs = sr.base_scale;
     const std::string bst = scale_text(bs);
-    const FigureNotes notes = figure_notes(o, r, bs);
+    const FigureNotes notes = figure_notes(o, r, sr);
     auto heat = [&](const std::string& stem, const analysis::SimilarityGrid& g, const std::string& title,
                     const std::string& ylab, const std::string& xlab, const std::string& note) {
       if (g.values.empty()) return;  // nothing to compare (one rank, one seed)
