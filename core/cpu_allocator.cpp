@@ -33,8 +33,9 @@ constexpr size_t kMaxCachedBlock = size_t{256} << 20;
 constexpr size_t kMaxCachedBytes = size_t{1} << 30;
 // Blocks from this size are aligned to and backed by 2 MB pages where the kernel offers them
 // (transparent huge pages in "madvise" mode, Debian's default, give none unless asked). With 4 KB
-// pages every random row a DataLoader gathers from a data set of 188 MB missed the TLB, and a
-// GPT-2 124M process first-touched its ~2 GB in half a million page faults.
+// pages every random row a DataLoader gathers from a data set of 188 MB missed the TLB (the MLP's
+// 32-row gather: 22-24 us, 15 us on 2 MB pages), and a 2-step GPT-2 124M run took 670K page faults
+// and 11.3 s of system time (220K and 9.1 s on 2 MB pages: the zeroing of fresh memory remains).
 constexpr size_t kHugePage = size_t{2} << 20;
 constexpr size_t kHugeMin = size_t{4} << 20;
 

@@ -177,11 +177,11 @@ bool built_with_mpi() {
   return LOWRANK_WITH_MPI != 0;
 }
 
-// Open MPI's fixed decision rule all-reduces a few MB between two ranks of one machine by recursive
-// doubling, and its ring algorithm moved the same buckets twice as fast (bench/dist_bench, 2 ranks,
-// small GPT-2's 64 MB of gradients in 4 MiB buckets: 13-15 ms against 26-35 ms; the MLP's 0.47 MB
-// alike, ~0.1 ms). So the ring is the default here; a choice on the mpirun line (--mca, which sets
-// these variables) wins, as does a rules file. Other MPIs ignore the variables.
+// Open MPI's ring all-reduce moved two ranks' gradient buckets on one machine about twice as fast
+// as the algorithm its fixed decision rule picks (bench/dist_bench, 2 ranks, the small GPT-2's 64 MB
+// in 4 MiB buckets: 13-22 ms against 26-36 ms; the MLP's 0.47 MB ~0.1 ms either way). So the ring
+// is the default here; a choice on the mpirun line (--mca, which sets these variables) wins, as
+// does a rules file. Other MPIs ignore the variables.
 void prefer_ring_all_reduce() {
   setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 0);
   setenv("OMPI_MCA_coll_tuned_allreduce_algorithm", "4", 0);
