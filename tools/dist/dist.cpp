@@ -169,13 +169,6 @@ void stop_watchdog() {
   g_watchdog.join();
   g_local_peers.clear();
 }
-#endif
-
-}  // namespace
-
-bool built_with_mpi() {
-  return LOWRANK_WITH_MPI != 0;
-}
 
 // Open MPI's ring all-reduce moved two ranks' gradient buckets on one machine about twice as fast
 // as the algorithm its fixed decision rule picks (bench/dist_bench, 2 ranks, the small GPT-2's 64 MB
@@ -185,6 +178,13 @@ bool built_with_mpi() {
 void prefer_ring_all_reduce() {
   setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 0);
   setenv("OMPI_MCA_coll_tuned_allreduce_algorithm", "4", 0);
+}
+#endif
+
+}  // namespace
+
+bool built_with_mpi() {
+  return LOWRANK_WITH_MPI != 0;
 }
 
 bool launched_by_mpirun() {
