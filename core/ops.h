@@ -44,6 +44,12 @@ Tensor ge(const Tensor& a, const Tensor& b);
 Tensor le(const Tensor& a, const Tensor& b);
 // out = mask != 0 ? value : x; mask broadcasts to x's shape (same dtype as x, or u8).
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+// For layers fused into one autograd node (nn/functional.h), no autograd of their own:
+// y = relu?(y + bias) in y's own storage, bias [y's last axis] or undefined (y must be an op's
+// fresh, contiguous output that nothing else holds); and ReLU's gradient, g where y > 0 else 0,
+// given ReLU's input or its output (the same mask).
+void add_bias_relu_(const Tensor& y, const Tensor& bias, bool relu);
+Tensor relu_backward(const Tensor& y, const Tensor& g);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) {
   return add(a, b);

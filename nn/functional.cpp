@@ -1,4 +1,4 @@
-// linear(): the Dense layer's math as one autograd node.
+// linear(): the Dense layer's math (and its ReLU) as one autograd node.
 #include "nn/functional.h"
 
 #include "core/autograd.h"
@@ -6,7 +6,7 @@
 
 namespace lowrank::nn {
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, bool relu) {
   LR_CHECK(x.defined() && w.defined(), "linear: undefined input");
   LR_CHECK(w.dim() == 2, "linear: W must be [out, in], got {}", w.shape());
   const int64_t out = w.size(0), in = w.size(1);
@@ -18,14 +18,16 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   Tensor y;
   {
     NoGradGuard no_grad;
-    y = matmul(vec ? x.unsqueeze(0) : x, w.mT());
-    if (b.defined()) y = add(y, b);
+    y = matmul(vec ? x.unsqueeze(0) : x, w.mT());  // a fresh tensor: bias and ReLU go in place
+    if (b.defined() || relu) add_bias_relu_(y, b, relu);
     if (vec) y = y.squeeze(0);
   }
   if (needs_grad(x, w, b)) {
     const bool nx = x.requires_grad(), nw = w.requires_grad(), nb = b.defined() && b.requires_grad();
     Tensor xd = x.detach(), wd = w.detach();
-    record(OpKind::Matmul, y, {x, w, b}, [xd, wd, nx, nw, nb, in, out](const Tensor& g) {
+    Tensor yd = relu ? y.detach() : Tensor();  // its output gives ReLU's mask (detached: no cycle)
+    record(OpKind::Matmul, y, {x, w, b}, [xd, wd, yd, nx, nw, nb, in, out](const Tensor& g_out) {
+      Tensor g = yd.defined() ? relu_backward(yd, g_out) : g_out;
       Tensor g2 = g.reshape({-1, out});
       Tensor gx, gw, gb;
       if (nx) gx = matmul(g2, wd).reshape(xd.shape());

@@ -62,6 +62,7 @@ Tensor Dense::forward(const Tensor& x) {
   LR_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == in_,
            "Dense: input {} does not end in in_features {} (kernel {})", x.defined() ? x.shape() : Shape{}, in_,
            kernel_.shape());
+  if (activation_ == Activation::Relu) return linear(x, kernel_, bias_, true);
   return apply_activation(activation_, linear(x, kernel_, bias_));
 }
 

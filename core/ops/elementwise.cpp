@@ -252,11 +252,24 @@ Tensor relu(const Tensor& a) {
   Tensor out = unary(UnaryOp::Relu, OpKind::Relu, a);
   if (needs_grad(a)) {
     const Tensor& ad = a;
-    record(OpKind::Relu, out, {a}, [ad](const Tensor& g) {
-      return Grads{binary(BinaryOp::ReluBackward, OpKind::Relu, "relu_backward", ad, g)};
-    });
+    record(OpKind::Relu, out, {a}, [ad](const Tensor& g) { return Grads{relu_backward(ad, g)}; });
   }
   return out;
+}
+void add_bias_relu_(const Tensor& y, const Tensor& bias, bool relu) {
+  LR_CHECK(y.defined() && y.is_contiguous() && !y.requires_grad(),
+           "add_bias_relu_: y must be a defined, contiguous tensor outside autograd");
+  if (y.numel() == 0) return;
+  if (bias.defined()) {
+    check_same("add_bias_relu_", y, bias);
+    LR_CHECK(bias.dim() == 1 && y.dim() >= 1 && bias.size(0) == y.size(-1),
+             "add_bias_relu_: bias {} must be [{}] for y {}", bias.shape(), y.dim() ? y.size(-1) : 0, y.shape());
+    kernel(y.device(), &Backend::binary, OpKind::Add)(BinaryOp::Add, y, broadcast_view(bias, y.shape()), y, 0);
+  }
+  if (relu) kernel(y.device(), &Backend::unary, OpKind::Relu)(UnaryOp::Relu, y, y, 0);
+}
+Tensor relu_backward(const Tensor& y, const Tensor& g) {
+  return binary(BinaryOp::ReluBackward, OpKind::Relu, "relu_backward", y, g);
 }
 Tensor gelu(const Tensor& a) {
   Tensor out = unary(UnaryOp::Gelu, OpKind::Gelu, a);

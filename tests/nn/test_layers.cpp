@@ -2,9 +2,11 @@
 // the loss and the accuracy metric.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/ops.h"
+#include "nn/functional.h"
 #include "nn/layers.h"
 #include "nn/loss.h"
 #include "support/compare.h"
@@ -49,6 +51,40 @@ TEST(Dense, NoBiasHasOnlyKernel) {
   Dense d(4, 3, {.use_bias = false});
   EXPECT_EQ(d.named_parameters().size(), 1u);
   EXPECT_FALSE(d.bias().defined());
+}
+
+// linear(x, W, b, relu = true) is one node with the bias and ReLU applied in place: the same bits
+// as relu(linear(x, W, b)) in values and in every gradient, with and without bias, for batches and
+// single vectors, with exact zeros among the pre-activations (ReLU's mask at 0).
+TEST(Dense, FusedReluGivesTheComposedBits) {
+  Generator gen(5);
+  for (bool bias : {true, false})
+    for (const Shape& xs : {Shape{7, 6}, Shape{2, 3, 6}, Shape{6}}) {
+      Tensor x = gen.uniform(xs, -1, 1).requires_grad_();
+      Tensor w = gen.uniform({5, 6}, -1, 1).requires_grad_();
+      Tensor b = bias ? gen.uniform({5}, -1, 1).requires_grad_() : Tensor();
+      {
+        NoGradGuard ng;
+        w.narrow(0, 0, 1).zero_();  // output 0 is exactly 0 (+ b): the mask's edge when b is absent
+      }
+      const std::vector<Tensor> leaves = bias ? std::vector<Tensor>{x, w, b} : std::vector<Tensor>{x, w};
+      Tensor up = gen.uniform(xs.size() == 1 ? Shape{5} : Shape{xs.front(), 5}, -1, 1);
+      if (xs.size() == 3) up = gen.uniform({2, 3, 5}, -1, 1);
+      std::vector<std::vector<float>> values, grads;
+      for (bool fused : {true, false}) {
+        for (Tensor t : leaves) t.zero_grad();
+        Tensor y = fused ? linear(x, w, b, true) : relu(linear(x, w, b));
+        values.push_back(y.to_vector<float>());
+        sum(mul(y, up)).backward();
+        std::vector<float> g;
+        for (const Tensor& t : leaves)
+          for (float v : t.grad().to_vector<float>()) g.push_back(v);
+        grads.push_back(g);
+      }
+      EXPECT_EQ(values[0], values[1]) << "bias " << bias << ", x of " << xs.size() << " axes";
+      EXPECT_EQ(grads[0], grads[1]) << "bias " << bias << ", x of " << xs.size() << " axes";
+      EXPECT_NE(std::count(values[0].begin(), values[0].end(), 0.0f), 0) << "no masked output";
+    }
 }
 
 TEST(Dense, GradientsMatchCentralDifferences) {
