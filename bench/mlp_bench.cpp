@@ -41,19 +41,28 @@ const Data& data() {
   return d;
 }
 
-void run_epoch() {
-  const Data& d = data();
-  nn::Generator gen(0);
-  models::Mlp model({}, gen);
-  optim::Adam adam(model.named_parameters(), {.lr = 1e-3, .eps = optim::kKerasAdamEps});
-  io::DataLoader loader({d.images, d.labels}, {.batch_size = kBatch, .seed = 1});
+// A fresh model, its Adam and a loader over the synthetic data: one training run's state.
+struct Step {
+  nn::Generator gen{0};
+  models::Mlp model{{}, gen};
+  optim::Adam adam{model.named_parameters(), {.lr = 1e-3, .eps = optim::kKerasAdamEps}};
+  io::DataLoader loader{{data().images, data().labels}, {.batch_size = kBatch, .seed = 1}};
   nn::CrossEntropyLoss ce;
+  io::Batch batch() {
+    auto b = loader.next();
+    if (!b) b = loader.next();
+    return *b;
+  }
+};
+
+void run_epoch() {
+  Step s;
   double last = 0;
-  while (auto b = loader.next()) {
-    Tensor loss = ce(model((*b)[0]), (*b)[1]);
-    adam.zero_grad();
+  while (auto b = s.loader.next()) {
+    Tensor loss = s.ce(s.model((*b)[0]), (*b)[1]);
+    s.adam.zero_grad();
     loss.backward();
-    adam.step();
+    s.adam.step();
     last = loss.item();
   }
   benchmark::DoNotOptimize(last);
@@ -79,16 +88,12 @@ void BM_Epoch(benchmark::State& state) {
 // thread count: the counters are microseconds a step. Which part gains least from a second thread.
 void BM_EpochPhases(benchmark::State& state) {
   set_num_threads(static_cast<int>(state.range(0)));
-  const Data& d = data();
+  data();  // loaded before the first timed epoch
   using Clock = std::chrono::steady_clock;
   std::array<double, 5> t{};
   int64_t steps = 0;
   for (auto _ : state) {
-    nn::Generator gen(0);
-    models::Mlp model({}, gen);
-    optim::Adam adam(model.named_parameters(), {.lr = 1e-3, .eps = optim::kKerasAdamEps});
-    io::DataLoader loader({d.images, d.labels}, {.batch_size = kBatch, .seed = 1});
-    nn::CrossEntropyLoss ce;
+    Step s;
     auto t0 = Clock::now();
     auto lap = [&](size_t i) {
       const auto now = Clock::now();
@@ -97,17 +102,17 @@ void BM_EpochPhases(benchmark::State& state) {
     };
     for (;;) {
       t0 = Clock::now();
-      auto b = loader.next();
+      auto b = s.loader.next();
       if (!b) break;
       lap(0);
-      Tensor logits = model((*b)[0]);
+      Tensor logits = s.model((*b)[0]);
       lap(1);
-      Tensor loss = ce(logits, (*b)[1]);
+      Tensor loss = s.ce(logits, (*b)[1]);
       lap(2);
-      adam.zero_grad();
+      s.adam.zero_grad();
       loss.backward();
       lap(3);
-      adam.step();
+      s.adam.step();
       lap(4);
       ++steps;
     }
@@ -118,19 +123,6 @@ void BM_EpochPhases(benchmark::State& state) {
 }
 
 // ---- one step in parts (batch 32, one thread): where an epoch's time goes
-
-struct Step {
-  nn::Generator gen{0};
-  models::Mlp model{{}, gen};
-  optim::Adam adam{model.named_parameters(), {.lr = 1e-3, .eps = optim::kKerasAdamEps}};
-  io::DataLoader loader{{data().images, data().labels}, {.batch_size = kBatch, .seed = 1}};
-  nn::CrossEntropyLoss ce;
-  io::Batch batch() {
-    auto b = loader.next();
-    if (!b) b = loader.next();
-    return *b;
-  }
-};
 
 void BM_StepLoaderBatch(benchmark::State& state) {
   set_num_threads(1);
