@@ -161,6 +161,15 @@ constexpr double kNotesOffset = 5.6;
 
 }  // namespace
 
+ReferenceSide reference_side(const std::vector<double>& values, const std::vector<double>& reference) {
+  LR_CHECK(values.size() == reference.size(), "reference_side: {} values against {} reference cells", values.size(),
+           reference.size());
+  size_t above = 0;
+  for (size_t k = 0; k < values.size(); ++k) above += values[k] > reference[k];
+  if (above == values.size()) return ReferenceSide::Above;
+  return above == 0 ? ReferenceSide::AtOrBelow : ReferenceSide::Crosses;
+}
+
 void plot_heatmap(const std::string& path, const std::vector<double>& values, int64_t rows, int64_t cols,
                   const HeatmapOptions& opts) {
   LR_CHECK(rows >= 1 && cols >= 1 && static_cast<int64_t>(values.size()) == rows * cols,

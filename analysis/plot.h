@@ -30,6 +30,11 @@ struct HeatmapOptions {
   std::vector<std::string> notes = {};  // caption lines under the figure (what it shows, what the contour is)
 };
 
+// Which side of a reference grid values lie on, for a caption: above it in every cell, above it in
+// none, or some of each (then the dashed contour has a line to draw). Same-length vectors.
+enum class ReferenceSide { Above, AtOrBelow, Crosses };
+ReferenceSide reference_side(const std::vector<double>& values, const std::vector<double>& reference);
+
 // values: rows x cols, row-major (row i is drawn at height i); all finite.
 void plot_heatmap(const std::string& path, const std::vector<double>& values, int64_t rows, int64_t cols,
                   const HeatmapOptions& opts = {});

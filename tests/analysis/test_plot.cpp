@@ -67,6 +67,14 @@ std::vector<Series> curves() {
   return s;
 }
 
+// The side of a reference the captions report: strictly above counts as above, equal does not.
+TEST(ReferenceSide, AboveAtOrBelowOrCrossing) {
+  EXPECT_EQ(reference_side({0.5, 0.9}, {0.25, 0.5}), ReferenceSide::Above);
+  EXPECT_EQ(reference_side({0.25, 0.1}, {0.25, 0.5}), ReferenceSide::AtOrBelow);
+  EXPECT_EQ(reference_side({0.5, 0.1}, {0.25, 0.5}), ReferenceSide::Crosses);
+  EXPECT_THROW(reference_side({0.5}, {0.25, 0.5}), Error);
+}
+
 TEST_F(Plot, HeatmapWritesPngOfRequestedSize) {
   std::vector<double> v(8 * 12);
   for (size_t k = 0; k < v.size(); ++k) v[k] = static_cast<double>(k) / static_cast<double>(v.size());

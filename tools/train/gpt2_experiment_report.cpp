@@ -270,15 +270,19 @@ std::vector<std::string> write_gpt2_experiment_figures(const std::string& dir, c
     h.x_label = x_label, h.y_label = y_label;
     h.colorbar_label = "φ";
     h.group = static_cast<int64_t>(mg_targets(o.targets));
-    size_t cells = 0, above = 0;  // a grid wholly on one side of chance has no contour to draw
-    for (const analysis::HeatmapPanel& p : ps)
-      for (size_t k = 0; k < p.values.size(); ++k) cells += 1, above += p.values[k] > p.reference[k];
+    std::vector<double> values, reference;  // every panel's cells: all on one side of chance, no contour
+    for (const analysis::HeatmapPanel& p : ps) {
+      values.insert(values.end(), p.values.begin(), p.values.end());
+      reference.insert(reference.end(), p.reference.begin(), p.reference.end());
+    }
+    const analysis::ReferenceSide side = analysis::reference_side(values, reference);
     const std::string chance = detail::format("chance, max(i, j)/{} for random subspaces of R^{}", r.n_embd, r.n_embd);
     h.notes = {
         "normalized subspace similarity of the adapters' A (right singular vectors), one panel per block x target",
-        above == cells ? "φ above " + chance + ", in every cell (no contour to draw)"
-        : above == 0   ? "φ at or below " + chance + ", in every cell (no contour to draw)"
-                       : "dashed white contour: " + chance};
+        side == analysis::ReferenceSide::Above ? "φ above " + chance + ", in every cell (no contour to draw)"
+        : side == analysis::ReferenceSide::AtOrBelow
+            ? "φ at or below " + chance + ", in every cell (no contour to draw)"
+            : "dashed white contour: " + chance};
     analysis::plot_heatmap_panels((fig / name).string(), ps, h);
     files.push_back("figures/" + name);
   };

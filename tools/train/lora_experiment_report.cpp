@@ -111,9 +111,14 @@ struct FigureNotes {
 // at or below) chance has no contour, and the caption says so instead of promising a line.
 std::string chance_contour_note(const analysis::SimilarityGrid& g, int64_t n) {
   const std::string chance = "chance max(i, j)/" + std::to_string(n);
-  const double share = share_above_chance(g, n);
-  if (share == 1) return "phi above " + chance + " in every cell (no contour to draw)";
-  if (share == 0) return "phi at or below " + chance + " in every cell (no contour to draw)";
+  switch (analysis::reference_side(g.values, chance_grid(g, n))) {
+    case analysis::ReferenceSide::Above:
+      return "phi above " + chance + " in every cell (no contour to draw)";
+    case analysis::ReferenceSide::AtOrBelow:
+      return "phi at or below " + chance + " in every cell (no contour to draw)";
+    case analysis::ReferenceSide::Crosses:
+      break;
+  }
   return "white dashes: phi = " + chance;
 }
 
