@@ -18,6 +18,7 @@
 #include "core/ops.h"
 #include "models/gpt2/model.h"
 #include "optim/adam.h"
+#include "optim/finite.h"
 
 using namespace lowrank;
 
@@ -106,6 +107,37 @@ void BM_AdamStepMlp(benchmark::State& state) {
   state.counters["params"] = static_cast<double>(n);
 }
 BENCHMARK(BM_AdamStepMlp)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// The training guard's look at the parameters for NaN or infinity after each step
+// (tools/train/trainer.cpp, check_every = 1), right after the Adam step that wrote them, as in
+// training: optim::first_non_finite over the set (large tensors split over the pool, each thread
+// scanning the part it updated) against one thread scanning every tensor (the single-tensor scan,
+// as the guard did before). Alternating steps; counters in us a step.
+void BM_GuardScanMlp(benchmark::State& state) {
+  set_num_threads(static_cast<int>(state.range(0)));
+  optim::NamedParameters ps = mlp_parameters();
+  for (auto& [name, p] : ps) p.set_grad(mul(randn(p.shape(), 7), 1e-2));
+  optim::Adam adam(ps, {.lr = 1e-3, .eps = optim::kKerasAdamEps});
+  double t_set = 0, t_one = 0;
+  int64_t found = 0;
+  for (auto _ : state) {
+    adam.step();
+    auto t0 = Clock::now();
+    found += optim::first_non_finite(ps).has_value();
+    t_set += seconds_since(t0);
+    adam.step();
+    t0 = Clock::now();
+    for (const auto& [name, p] : ps) found += optim::first_non_finite(p).has_value();
+    t_one += seconds_since(t0);
+  }
+  if (found != 0) state.SkipWithError("a parameter went non-finite");
+  const double iters = static_cast<double>(state.iterations());
+  state.counters["set_scan_us"] = 1e6 * t_set / iters;
+  state.counters["one_thread_scan_us"] = 1e6 * t_one / iters;
+  state.counters["set/one_thread"] = t_set / t_one;
+  set_num_threads(0);
+}
+BENCHMARK(BM_GuardScanMlp)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // One AdamW step (decay 0.1, as GPT-2 training) over a GPT-2 model's parameter set at 2 threads
 // against 1 (bench/threads_paired.h): range(0) = 0 the small preset (~16M floats), 1 GPT-2 124M.

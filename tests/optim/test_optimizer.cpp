@@ -6,11 +6,13 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <numbers>
 
 #include "core/dispatch.h"
 #include "core/io/safetensors.h"
 #include "core/ops.h"
+#include "core/threads.h"
 #include "optim/optim.h"
 
 namespace lowrank {
@@ -334,6 +336,53 @@ TEST(LrSchedule, DrivesTheOptimizerStepByStep) {
   }
   sgd.set_lr(0.25);
   EXPECT_EQ(sgd.lr(), 0.25);
+}
+
+// ---- the training guard's scan (optim/finite.h)
+
+// Tensors from 2^14 elements are scanned by every thread, each its part; the answer must be the one
+// a serial scan gives: the first tensor in order that holds a bad value, and that value's first index,
+// wherever it lies (either thread's part, a part's first or last element, a small tensor before it).
+TEST(FirstNonFinite, ThreadedScanReportsTheFirstTensorAndElement) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    const int64_t big = (int64_t{1} << 16) + 21;  // parts of (n + 15) / 16 units of 16
+    auto fresh = [&] {
+      return NamedParameters{{"small", Tensor::zeros({7})},
+                             {"big", Tensor::zeros({big})},
+                             {"wide", Tensor::zeros({300, 128}, DType::F64)},
+                             {"last", Tensor::zeros({1 << 14})}};
+    };
+    EXPECT_FALSE(optim::first_non_finite(fresh()).has_value()) << threads;
+    const int64_t units = (big + 15) / 16;
+    std::vector<int64_t> places{0, big / 2 + 3, big - 1};
+    for (int p = 1; p < threads; ++p) {  // either side of each boundary between two threads' parts
+      places.push_back(units * p / threads * 16 - 1);
+      places.push_back(units * p / threads * 16);
+    }
+    for (int64_t at : places) {
+      NamedParameters ps = fresh();
+      ps[1].second.data<float>()[at] = nan;
+      auto bad = optim::first_non_finite(ps);
+      ASSERT_TRUE(bad.has_value()) << threads << " " << at;
+      EXPECT_EQ(bad->first, "big");
+      EXPECT_EQ(bad->second, at);
+      ps[1].second.data<float>()[big - 1] = inf;  // a later bad element is not the one reported
+      EXPECT_EQ(optim::first_non_finite(ps), std::make_pair(std::string("big"), at));
+      ps[0].second.data<float>()[6] = inf;  // an earlier small tensor comes first
+      EXPECT_EQ(optim::first_non_finite(ps), std::make_pair(std::string("small"), int64_t{6}));
+    }
+    NamedParameters ps = fresh();
+    ps[2].second.data<double>()[300 * 128 - 1] = -std::numeric_limits<double>::infinity();
+    ps[3].second.data<float>()[0] = nan;
+    EXPECT_EQ(optim::first_non_finite(ps), std::make_pair(std::string("wide"), int64_t{300 * 128 - 1}));
+    // A non-contiguous view is scanned in row-major order by the serial path.
+    Tensor t = Tensor::zeros({256, 128});
+    t.data<float>()[5 * 128 + 200 / 128] = nan;  // row 5, column 1 -> element 1 * 256 + 5 of t.mT()
+    EXPECT_EQ(optim::first_non_finite(NamedParameters{{"t", t.mT()}}), std::make_pair(std::string("t"), int64_t{261}));
+  }
+  set_num_threads(0);
 }
 
 // ---- clipping
