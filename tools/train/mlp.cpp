@@ -71,8 +71,32 @@ EpochMetrics epoch_from_json(const json& j) {
   }
 }
 
+// Chance for `classes` classes (accuracy 1/classes; cross-entropy ln(classes), a uniform guess) as a
+// dashed line when the curves keep at least a quarter of the figure's height with it, else as a
+// caption line: a trained model's curves sit far from chance, and a line there would squeeze them
+// into a sliver.
+void add_chance(analysis::LineOptions& lo, const std::vector<analysis::Series>& series, double level,
+                const std::string& what, int64_t classes) {
+  double lo_y = level, hi_y = level;
+  bool first = true;
+  for (const analysis::Series& s : series)
+    for (double y : s.y) {
+      lo_y = first ? y : std::min(lo_y, y);
+      hi_y = first ? y : std::max(hi_y, y);
+      first = false;
+    }
+  const double span = std::max(hi_y - lo_y, 1e-9);
+  if (level >= lo_y - 3 * span && level <= hi_y + 3 * span) {
+    lo.hlines.push_back({detail::format("chance ({} classes)", classes), level});
+    lo.legend_outside = true;  // the frame's corners may hold the line
+  } else
+    lo.notes.push_back(detail::format("chance ({} classes): {} {}, {} the plotted range", classes, what,
+                                      fixed(level, 3), level < lo_y ? "below" : "above"));
+}
+
 // Loss and accuracy live on different scales, so each gets its own figure.
-void write_curves(const std::string& loss_path, const std::string& acc_path, const std::vector<EpochMetrics>& h) {
+void write_curves(const std::string& loss_path, const std::string& acc_path, const std::vector<EpochMetrics>& h,
+                  int64_t classes) {
   analysis::Series tl{"train", {}, {}}, vl{"test", {}, {}}, ta{"train", {}, {}}, va{"test", {}, {}};
   for (const EpochMetrics& m : h) {
     double e = static_cast<double>(m.epoch);
@@ -81,15 +105,19 @@ void write_curves(const std::string& loss_path, const std::string& acc_path, con
     ta.x.push_back(e), ta.y.push_back(m.train_acc);
     va.x.push_back(e), va.y.push_back(m.test_acc);
   }
-  analysis::LineOptions lo;
-  lo.x_label = "epoch";
-  lo.markers = true;
-  lo.title = "MLP on Fashion-MNIST: loss";
-  lo.y_label = "cross-entropy";
-  analysis::plot_lines(loss_path, {tl, vl}, lo);
-  lo.title = "MLP on Fashion-MNIST: accuracy";
-  lo.y_label = "accuracy";
-  analysis::plot_lines(acc_path, {ta, va}, lo);
+  analysis::LineOptions loss;
+  loss.x_label = "epoch";
+  loss.markers = true;
+  analysis::LineOptions acc = loss;
+  loss.title = "MLP on Fashion-MNIST: loss";
+  loss.y_label = "cross-entropy";
+  add_chance(loss, {tl, vl}, std::log(static_cast<double>(classes)),
+             "cross-entropy ln " + std::to_string(classes) + " =", classes);
+  analysis::plot_lines(loss_path, {tl, vl}, loss);
+  acc.title = "MLP on Fashion-MNIST: accuracy";
+  acc.y_label = "accuracy";
+  add_chance(acc, {ta, va}, 1.0 / static_cast<double>(classes), "accuracy", classes);
+  analysis::plot_lines(acc_path, {ta, va}, acc);
 }
 
 }  // namespace
@@ -230,7 +258,7 @@ MlpTrainResult run_train_mlp(const MlpTrainOptions& o) {
         now_seconds() - epoch_start};
     history.push_back(m);
     if (dp.leader() && (step == o.epochs * per_epoch || now_seconds() - curves_written >= kCurvesEverySeconds)) {
-      write_curves(r.loss_curve_path, r.accuracy_curve_path, history);
+      write_curves(r.loss_curve_path, r.accuracy_curve_path, history, mc.classes);
       curves_written = now_seconds();
     }
     if (o.log)
