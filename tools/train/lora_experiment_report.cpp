@@ -352,9 +352,14 @@ std::vector<std::string> write_lora_experiment_figures(const LoraExperimentOptio
       h.reference = chance_grid(g, n);
       h.width = 950, h.height = 760;
       const size_t cut = note.find("; ");
-      h.notes = {note.substr(0, cut), cut == std::string::npos ? "" : note.substr(cut + 2),
-                 "phi above chance in " + fmt(100 * share_above_chance(g, n), 0) + "% of the cells (mean phi " +
-                     fmt(grid_mean(g.values), 3) + ", mean chance " + fmt(grid_mean(h.reference), 3) + ")"};
+      // The line above already says when phi is on one side of chance in every cell.
+      const std::string means =
+          "mean phi " + fmt(grid_mean(g.values), 3) + ", mean chance " + fmt(grid_mean(h.reference), 3);
+      h.notes = {
+          note.substr(0, cut), cut == std::string::npos ? "" : note.substr(cut + 2),
+          analysis::reference_side(g.values, h.reference) == analysis::ReferenceSide::Crosses
+              ? "phi above chance in " + fmt(100 * share_above_chance(g, n), 0) + "% of the cells (" + means + ")"
+              : means};
       std::string p = (out / figure_file(o, stem, bs)).string();
       analysis::plot_heatmap(p, g.values, g.rows, g.cols, h);
       paths.push_back(p);
