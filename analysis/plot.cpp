@@ -111,7 +111,20 @@ PLINT line_style(Stroke s) {
 // dashed white, over a heatmap drawn with one cell per value centred on x_first.., y_first...
 void draw_reference_contour(const std::vector<double>& values, const std::vector<double>& reference, int64_t rows,
                             int64_t cols, int64_t x_first, int64_t y_first) {
-  if (rows < 2 || cols < 2) return;
+  plcol0(kWhite);
+  plwidth(2.5);
+  pllsty(line_style(Stroke::Dashed));
+  if (rows < 2 || cols < 2) {  // one row or column: a short line across the grid at each crossing
+    const double x0 = static_cast<double>(x_first), y0 = static_cast<double>(y_first);
+    for (double at : reference_crossings(values, reference)) {
+      if (rows == 1)
+        pljoin(x0 + at, y0 - 0.5, x0 + at, y0 + 0.5);
+      else
+        pljoin(x0 - 0.5, y0 + at, x0 + 0.5, y0 + at);
+    }
+    pllsty(1);
+    return;
+  }
   std::vector<std::vector<PLFLT>> diff(static_cast<size_t>(cols), std::vector<PLFLT>(static_cast<size_t>(rows)));
   std::vector<PLFLT*> diff_cols(static_cast<size_t>(cols));
   std::vector<PLFLT> xg(static_cast<size_t>(cols)), yg(static_cast<size_t>(rows));
@@ -126,9 +139,6 @@ void draw_reference_contour(const std::vector<double>& values, const std::vector
   for (size_t i = 0; i < static_cast<size_t>(rows); ++i) yg[i] = static_cast<double>(y_first) + static_cast<double>(i);
   PLcGrid grid{xg.data(), yg.data(), nullptr, static_cast<PLINT>(cols), static_cast<PLINT>(rows), 0};
   PLFLT level[1] = {0.0};
-  plcol0(kWhite);
-  plwidth(2.5);
-  pllsty(line_style(Stroke::Dashed));
   plcont(diff_cols.data(), static_cast<PLINT>(cols), static_cast<PLINT>(rows), 1, static_cast<PLINT>(cols), 1,
          static_cast<PLINT>(rows), level, 1, pltr1, &grid);
   pllsty(1);
@@ -160,6 +170,17 @@ double notes_height(size_t n) {
 constexpr double kNotesOffset = 5.6;
 
 }  // namespace
+
+std::vector<double> reference_crossings(const std::vector<double>& values, const std::vector<double>& reference) {
+  LR_CHECK(values.size() == reference.size(), "reference_crossings: {} values against {} reference cells",
+           values.size(), reference.size());
+  std::vector<double> at;
+  for (size_t k = 0; k + 1 < values.size(); ++k) {
+    const double d0 = values[k] - reference[k], d1 = values[k + 1] - reference[k + 1];
+    if ((d0 > 0) != (d1 > 0)) at.push_back(static_cast<double>(k) + d0 / (d0 - d1));
+  }
+  return at;
+}
 
 ReferenceSide reference_side(const std::vector<double>& values, const std::vector<double>& reference) {
   LR_CHECK(values.size() == reference.size(), "reference_side: {} values against {} reference cells", values.size(),

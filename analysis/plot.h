@@ -35,6 +35,12 @@ struct HeatmapOptions {
 enum class ReferenceSide { Above, AtOrBelow, Crosses };
 ReferenceSide reference_side(const std::vector<double>& values, const std::vector<double>& reference);
 
+// Where values - reference changes side (above / at or below) along a one-row or one-column grid,
+// as positions in cells from the first cell's centre, linearly interpolated between two centres:
+// the dashed contour of such a grid is a short line across it at each (a contour through cell
+// centres needs two of them each way). Same-length vectors.
+std::vector<double> reference_crossings(const std::vector<double>& values, const std::vector<double>& reference);
+
 // values: rows x cols, row-major (row i is drawn at height i); all finite.
 void plot_heatmap(const std::string& path, const std::vector<double>& values, int64_t rows, int64_t cols,
                   const HeatmapOptions& opts = {});

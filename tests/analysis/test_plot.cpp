@@ -75,6 +75,20 @@ TEST(ReferenceSide, AboveAtOrBelowOrCrossing) {
   EXPECT_THROW(reference_side({0.5}, {0.25, 0.5}), Error);
 }
 
+// A one-row (or one-column) grid's contour: where values - reference changes side between two cell
+// centres, interpolated linearly; a cell exactly at the reference counts as "at or below".
+TEST(ReferenceCrossings, InterpolatedBetweenCellCentres) {
+  const std::vector<double> chance(4, 0.2);
+  const std::vector<double> at = reference_crossings({0.1, 0.5, 0.6, 0.2}, chance);
+  ASSERT_EQ(at.size(), 2u);
+  EXPECT_DOUBLE_EQ(at[0], 0.25);  // -0.1 -> +0.3
+  EXPECT_DOUBLE_EQ(at[1], 3.0);   // +0.4 -> 0 (at the reference: at or below)
+  EXPECT_TRUE(reference_crossings({0.3, 0.4, 0.5, 0.6}, chance).empty());
+  EXPECT_TRUE(reference_crossings({0.2, 0.2, 0.1, 0.0}, chance).empty());
+  EXPECT_TRUE(reference_crossings({0.7}, {0.2}).empty());
+  EXPECT_THROW(reference_crossings({0.5}, chance), Error);
+}
+
 TEST_F(Plot, HeatmapWritesPngOfRequestedSize) {
   std::vector<double> v(8 * 12);
   for (size_t k = 0; k < v.size(); ++k) v[k] = static_cast<double>(k) / static_cast<double>(v.size());
@@ -131,6 +145,12 @@ TEST_F(Plot, ReferenceLevelsCaptionsAndFixedRange) {
   h.reference = chance;
   h.notes = {"white dashes: phi = chance max(i, j)/32", "a second caption line"};
   plot_heatmap(path("contour.png"), v, rows, cols, h);
+  // One row: the contour is a short line across the row where phi crosses chance (here between the
+  // first two cells, the only one below chance at the edge).
+  HeatmapOptions one = h;
+  one.reference = {0.5, 0.5, 0.5, 0.5};
+  one.notes = {"white dashes: phi = chance, between the first two cells"};
+  plot_heatmap(path("contour_row.png"), {0.3, 0.8, 0.9, 0.7}, 1, 4, one);
   h.reference.pop_back();
   EXPECT_TRUE(test::throws_with([&] { plot_heatmap(path("bad.png"), v, rows, cols, h); }, {"reference values"}));
 
@@ -145,9 +165,9 @@ TEST_F(Plot, ReferenceLevelsCaptionsAndFixedRange) {
   EXPECT_EQ(png_size(path("refs.png")), (std::pair<uint32_t, uint32_t>{1250, 600}));
   o.y_min = 0.9;
   EXPECT_TRUE(test::throws_with([&] { plot_lines(path("bad.png"), s, o); }, {"y range"}));
-  EXPECT_EQ(listing(), (std::vector<std::string>{"contour.png", "refs.png"}));
+  EXPECT_EQ(listing(), (std::vector<std::string>{"contour.png", "contour_row.png", "refs.png"}));
   if (const char* keep = std::getenv("LOWRANK_KEEP_PLOTS"))
-    for (const char* f : {"contour.png", "refs.png"})
+    for (const char* f : {"contour.png", "contour_row.png", "refs.png"})
       fs::copy_file(path(f), fs::path(keep) / f, fs::copy_options::overwrite_existing);
 }
 
