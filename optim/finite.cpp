@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/autograd.h"
+#include "core/cpu_features.h"
 #include "core/ops.h"
 #include "core/threads.h"
 
@@ -20,11 +21,6 @@ namespace {
 // than std::isfinite per element) lets the scan run a vector at a time.
 
 #if defined(__x86_64__) && defined(__GNUC__)
-bool have_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") != 0;
-  return yes;
-}
-
 // Whether any of p[0, n) has every bit of `mask` set: four 32-byte vectors an iteration into two
 // accumulators. (The portable count below is one 16-byte vector an iteration on one dependency
 // chain: 9-17 us over the MLP's 118K parameters on one thread, against 5.5-5.9 us for the whole
@@ -63,7 +59,7 @@ template <class Bits>
 template <class Bits>
 bool any_all_ones(const Bits* p, int64_t n, Bits mask) {
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (have_avx2()) return any_all_ones_avx2(p, n, mask);
+  if (cpu_has_avx2()) return any_all_ones_avx2(p, n, mask);
 #endif
   // A count in the element's own width (compare, subtract: one vector op each); a bool |= kept
   // GCC's loop scalar, 12% of a train-mlp step. n stays within a block, so the count cannot wrap.

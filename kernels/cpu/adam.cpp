@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/cpu_features.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/parallel.h"
 
@@ -132,11 +133,7 @@ int64_t adam_avx2(const AdamScalars<T>& s, T* p, const T* g, T* m, T* v, int64_t
 }
 #pragma GCC pop_options
 bool have_avx2() {
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
-  }();
-  return yes;
+  return cpu_has_avx2();
 }
 #endif
 

@@ -17,6 +17,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "core/cpu_features.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define LR_SMALL_GEMM 1
@@ -37,11 +39,7 @@ constexpr int64_t kSmallMinMacs = int64_t{1} << 20;
 constexpr int64_t kSmallMaxMacs = int64_t{1} << 22;
 
 bool have_avx512() {
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0;
-  }();
-  return yes;
+  return cpu_has_avx512f();
 }
 
 #define LR_AVX512 __attribute__((target("avx512f")))

@@ -12,6 +12,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/cpu_features.h"
+
 namespace lowrank::cpu {
 namespace {
 
@@ -30,8 +32,7 @@ inline float gelu_gate(float x) {
 
 #if defined(__x86_64__)
 bool has_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
+  return cpu_has_avx2_fma();
 }
 
 [[gnu::target("avx2,fma")]] inline __m256 exp256(__m256 v) {
