@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 
 #include "analysis/plot.h"
 #include "core/io/fashion_mnist.h"
@@ -77,14 +78,9 @@ EpochMetrics epoch_from_json(const json& j) {
 // into a sliver.
 void add_chance(analysis::LineOptions& lo, const std::vector<analysis::Series>& series, double level,
                 const std::string& what, int64_t classes) {
-  double lo_y = level, hi_y = level;
-  bool first = true;
+  double lo_y = std::numeric_limits<double>::infinity(), hi_y = -lo_y;
   for (const analysis::Series& s : series)
-    for (double y : s.y) {
-      lo_y = first ? y : std::min(lo_y, y);
-      hi_y = first ? y : std::max(hi_y, y);
-      first = false;
-    }
+    for (double y : s.y) lo_y = std::min(lo_y, y), hi_y = std::max(hi_y, y);
   const double span = std::max(hi_y - lo_y, 1e-9);
   if (level >= lo_y - 3 * span && level <= hi_y + 3 * span) {
     lo.hlines.push_back({detail::format("chance ({} classes)", classes), level});
